@@ -1,0 +1,232 @@
+//! The command line: `serve`, `worker` and `process` (spec section 5), one `run_*` each.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use toml::Table;
+use ximagepipeline::pipeline::{self, sniff::Sniffed};
+use ximagepipeline::{Config, ImagePipeline};
+
+/// Image-upload pipeline: HTTP API, background workers, and a local batch mode.
+#[derive(Debug, Parser)]
+#[command(name = "ximagepipeline", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API and (unless --no-worker) the workers in this process.
+    Serve(ServeArgs),
+    /// Run workers only.
+    Worker(CommonArgs),
+    /// Run the pipeline on local files: no server, no database.
+    Process(ProcessArgs),
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// Folder of the embedded database and local objects.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Do not run workers in this process.
+    #[arg(long)]
+    no_worker: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct ProcessArgs {
+    /// Source type whose variants to make.
+    #[arg(long)]
+    source_type: String,
+    /// Output folder; each file's results go to OUT/<file name>/.
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Images to process.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// Runs the chosen command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(run_serve(args)),
+        Command::Worker(args) => runtime.block_on(run_worker(args)),
+        Command::Process(args) => run_process(args),
+    }
+}
+
+fn load_config(common: &CommonArgs, listen: Option<&str>) -> anyhow::Result<Config> {
+    let mut flags = Table::new();
+    if let Some(dir) = &common.data_dir {
+        flags.insert("data_dir".into(), dir.display().to_string().into());
+    }
+    if let Some(listen) = listen {
+        flags.insert("listen".into(), listen.into());
+    }
+    Ok(Config::load(common.config.as_deref(), std::env::vars(), flags)?)
+}
+
+/// Cancels the token on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = term => {}
+        }
+        tracing::info!("shutting down: finishing the jobs in hand");
+        cancel.cancel();
+    });
+    token
+}
+
+async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(&args.common, args.listen.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    config.listen = listener.local_addr()?;
+    let pipeline = ImagePipeline::open(config).await?;
+    let shutdown = shutdown_on_signal();
+    let workers = (!args.no_worker).then(|| pipeline.start_workers(shutdown.clone()));
+    let addr = pipeline.config().listen;
+    tracing::info!(%addr, "listening");
+    println!("ximagepipeline listening on http://{addr}");
+    let stop = shutdown.clone();
+    axum::serve(listener, pipeline.router())
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    if let Some(workers) = workers {
+        workers.join().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_worker(args: CommonArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = ImagePipeline::open(load_config(&args, None)?).await?;
+    let shutdown = shutdown_on_signal();
+    pipeline.start_workers(shutdown).join().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
+    let common = CommonArgs {
+        data_dir: None,
+        config: args.config.clone(),
+    };
+    let config = load_config(&common, None)?;
+    let spec = config
+        .output_spec(&args.source_type)
+        .with_context(|| format!("unknown source type {:?}", args.source_type))?;
+    let mut all_ok = true;
+    for file in &args.files {
+        let line = match process_file(&config, &spec, file, &args.out) {
+            Ok(result) => result,
+            Err(message) => {
+                all_ok = false;
+                json!({ "file": file, "error": message })
+            }
+        };
+        println!("{line}");
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Processes one file into `out/<file name>/`, returning its JSON line or why it failed.
+fn process_file(
+    config: &Config,
+    spec: &pipeline::OutputSpec,
+    file: &Path,
+    out: &Path,
+) -> Result<serde_json::Value, String> {
+    let started = std::time::Instant::now();
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    if let Sniffed::Image(format) = pipeline::sniff::detect(&bytes)
+        && !config.allowed_mime_types.iter().any(|m| m == format.mime())
+    {
+        return Err(format!("File type {} not allowed", format.mime()));
+    }
+    let processed = pipeline::process(&bytes, spec, &config.limits).map_err(|e| e.to_string())?;
+    let name = file
+        .file_name()
+        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
+    let dir = out.join(&name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let write = |file_name: String, bytes: &[u8]| {
+        let path = dir.join(file_name);
+        std::fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok::<_, String>(path)
+    };
+    let mut variants = serde_json::Map::new();
+    for v in &processed.variants {
+        let path = write(format!("{}.webp", v.name), &v.webp)?;
+        variants.insert(
+            v.name.clone(),
+            json!({ "path": path, "width": v.width, "height": v.height, "bytes": v.webp.len() }),
+        );
+    }
+    let original = processed
+        .original
+        .as_deref()
+        .map(|bytes| write(format!("original.{}", processed.format.extension()), bytes))
+        .transpose()?;
+    Ok(json!({
+        "file": file,
+        "format": processed.format.extension(),
+        "width": processed.width,
+        "height": processed.height,
+        "aspectRatio": processed.aspect_ratio,
+        "blurhash": processed.blurhash,
+        "variants": variants,
+        "original": original,
+        "ms": started.elapsed().as_millis() as u64,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

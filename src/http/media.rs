@@ -1,0 +1,83 @@
+//! Media routes: get one, list a source's media (newest first), delete one with its objects.
+//! Also the media object's JSON shape, shared with the status route.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{TimeZone, Utc};
+use serde_json::{Map, Value, json};
+
+use super::ApiError;
+use crate::ImagePipeline;
+use crate::queue::{Media, MediaId};
+
+/// The media object of the contract: ids, absolute URLs, displayed size, ratio, blurhash.
+pub fn media_json(pipeline: &ImagePipeline, media: &Media) -> Value {
+    let urls: Map<String, Value> = media
+        .variants
+        .iter()
+        .map(|(name, v)| (name.clone(), Value::String(pipeline.public_url(&v.key))))
+        .collect();
+    let variants: Map<String, Value> = media
+        .variants
+        .iter()
+        .map(|(name, v)| (name.clone(), json!({ "width": v.width, "height": v.height })))
+        .collect();
+    json!({
+        "id": media.id,
+        "sourceType": media.source_type,
+        "sourceId": media.source_id,
+        "urls": urls,
+        "variants": variants,
+        "originalUrl": media.original_key.as_deref().map(|k| pipeline.public_url(k)),
+        "width": media.width,
+        "height": media.height,
+        "aspectRatio": media.aspect_ratio,
+        "blurhash": media.blurhash,
+        "format": media.format,
+        "createdAt": Utc.timestamp_millis_opt(media.created_at).single().map(|t| t.to_rfc3339()),
+    })
+}
+
+/// `GET {prefix}/media/{mediaId}`: 200 the media object, 404 `MEDIA_NOT_FOUND`.
+pub async fn get(
+    State(pipeline): State<ImagePipeline>,
+    Path(media_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let media = pipeline
+        .get_media(&MediaId::from_string(media_id))
+        .await?
+        .ok_or(ApiError::MediaNotFound)?;
+    Ok(Json(media_json(&pipeline, &media)))
+}
+
+/// `GET {prefix}/media?sourceType=&sourceId=`: 200 `{"media": [...]}`, newest first.
+pub async fn list(
+    State(pipeline): State<ImagePipeline>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (Some(source_type), Some(source_id)) = (query.get("sourceType"), query.get("sourceId"))
+    else {
+        return Err(ApiError::MissingFields);
+    };
+    if source_type.is_empty() || source_id.is_empty() {
+        return Err(ApiError::MissingFields);
+    }
+    let media = pipeline.list_media(source_type, source_id).await?;
+    let items: Vec<Value> = media.iter().map(|m| media_json(&pipeline, m)).collect();
+    Ok(Json(json!({ "media": items })))
+}
+
+/// `DELETE {prefix}/media/{mediaId}`: 204 after removing every object and the row; 404 if unknown.
+pub async fn delete(
+    State(pipeline): State<ImagePipeline>,
+    Path(media_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if pipeline.delete_media(&MediaId::from_string(media_id)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::MediaNotFound)
+    }
+}

@@ -1,0 +1,56 @@
+//! `GET {prefix}/status/{jobId}`: where a job is, with the HTTP status the contract gives it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::media::media_json;
+use crate::queue::{JobId, JobStatus};
+use crate::{ImagePipeline, JobReport};
+
+/// 202 while PENDING/PROCESSING, 200 COMPLETE with `media`, 400 REJECTED, 500 FAILED, 404 unknown.
+pub async fn status(
+    State(pipeline): State<ImagePipeline>,
+    Path(job_id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let JobReport { job, media } = pipeline
+        .get_status(&JobId::from_string(job_id))
+        .await?
+        .ok_or(ApiError::JobNotFound)?;
+    let status = job.status.as_str();
+    let (code, body) = match job.status {
+        JobStatus::Pending | JobStatus::Processing => (
+            StatusCode::ACCEPTED,
+            json!({ "jobId": job.id, "status": status }),
+        ),
+        JobStatus::Complete => (
+            StatusCode::OK,
+            json!({
+                "jobId": job.id,
+                "status": status,
+                "media": media.map(|m| media_json(&pipeline, &m)),
+            }),
+        ),
+        JobStatus::Rejected => (
+            StatusCode::BAD_REQUEST,
+            json!({
+                "jobId": job.id,
+                "status": status,
+                "reason": "Content moderation failed",
+                "moderationDetails": job.moderation_details,
+            }),
+        ),
+        JobStatus::Failed => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({
+                "jobId": job.id,
+                "status": status,
+                "error": job.error.unwrap_or_else(|| "processing failed".to_owned()),
+                "attempts": job.attempts,
+            }),
+        ),
+    };
+    Ok((code, Json(body)))
+}

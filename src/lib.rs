@@ -1,0 +1,209 @@
+//! ximagepipeline: accept an image upload, answer at once with a job id, and let a background
+//! worker turn it into resized WebP variants, a blurhash and a metadata-free original.
+//!
+//! The library is what the `ximagepipeline` binary runs; a host application embeds the same
+//! thing: open an [`ImagePipeline`], merge its [`ImagePipeline::router`] into an axum app, and
+//! start its workers.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use ximagepipeline::{Config, ImagePipeline};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let pipeline = ImagePipeline::open(Config::embedded("./data")?).await?;
+//! let shutdown = CancellationToken::new();
+//! let workers = pipeline.start_workers(shutdown.clone());
+//! let app = axum::Router::new().merge(pipeline.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app)
+//!     .with_graceful_shutdown(async move { shutdown.cancelled().await })
+//!     .await?;
+//! workers.join().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules, in the order data flows: [`http`] (routes) → [`intake`] (checks, staging, job) →
+//! [`queue`] (jobs and media rows) → [`worker`] (claims, retries) → [`pipeline`] (pixels) →
+//! [`storage`] (objects). [`config`] feeds them all.
+
+pub mod config;
+pub mod http;
+pub mod intake;
+pub mod pipeline;
+pub mod queue;
+pub mod storage;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use intake::SubmitError;
+pub use queue::{Job, JobId, JobStatus, Media, MediaId};
+use queue::{JobStore, QueueError, SqliteJobStore};
+use storage::{Storage, StorageError};
+pub use worker::WorkerPool;
+
+/// Why an operation of the library API failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job and media database failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Object storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A job together with the media it produced (once COMPLETE).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobReport {
+    /// The job row.
+    pub job: Job,
+    /// Its media, when the job is COMPLETE and the media was not deleted since.
+    pub media: Option<Media>,
+}
+
+/// The service: configuration, job store and object storage, cheap to clone and share.
+#[derive(Clone)]
+pub struct ImagePipeline {
+    config: Arc<Config>,
+    jobs: Arc<dyn JobStore>,
+    storage: Storage,
+}
+
+impl ImagePipeline {
+    /// Connects the database (migrating it) and the object store named by `config`.
+    ///
+    /// # Errors
+    /// When the database or the storage cannot be opened.
+    pub async fn open(config: Config) -> Result<ImagePipeline, Error> {
+        if let Some(dir) = config.database_url.strip_prefix("sqlite://")
+            && let Some(parent) = std::path::Path::new(dir).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| QueueError::Corrupt(format!(
+                "cannot create database folder {}: {e}",
+                parent.display()
+            )))?;
+        }
+        let jobs = Arc::new(SqliteJobStore::connect(&config.database_url).await?);
+        let storage = Storage::open(&config)?;
+        Ok(ImagePipeline {
+            config: Arc::new(config),
+            jobs,
+            storage,
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The job and media store.
+    pub fn jobs(&self) -> &dyn JobStore {
+        self.jobs.as_ref()
+    }
+
+    /// The object storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The HTTP API (and `/files` for local storage) as an axum router to merge into an app.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// Starts the worker pool; it stops taking work when `shutdown` is cancelled.
+    pub fn start_workers(&self, shutdown: CancellationToken) -> WorkerPool {
+        WorkerPool::start(self.clone(), shutdown)
+    }
+
+    /// Queues an image held in memory, with the same checks as the upload route.
+    ///
+    /// # Errors
+    /// A [`SubmitError`] naming the refusal, as the upload route would.
+    pub async fn submit(
+        &self,
+        bytes: impl Into<Bytes>,
+        source_type: &str,
+        source_id: &str,
+    ) -> Result<JobId, SubmitError> {
+        intake::check_fields(self, Some(source_type), Some(source_id))?;
+        let staged = intake::stage_bytes(self, bytes.into()).await?;
+        intake::enqueue(self, staged, Some(source_type), Some(source_id)).await
+    }
+
+    /// A job and its media; `None` for an unknown id.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn get_status(&self, id: &JobId) -> Result<Option<JobReport>, Error> {
+        let Some(job) = self.jobs.get(id).await? else {
+            return Ok(None);
+        };
+        let media = match &job.media_id {
+            Some(media_id) => self.jobs.get_media(media_id).await?,
+            None => None,
+        };
+        Ok(Some(JobReport { job, media }))
+    }
+
+    /// One media record.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, Error> {
+        Ok(self.jobs.get_media(id).await?)
+    }
+
+    /// The media of one source, newest first.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn list_media(&self, source_type: &str, source_id: &str) -> Result<Vec<Media>, Error> {
+        Ok(self.jobs.list_media(source_type, source_id).await?)
+    }
+
+    /// Removes every stored object of a media record, then the record; `false` when unknown.
+    ///
+    /// # Errors
+    /// When storage or the database fails; the record stays so the delete can be repeated.
+    pub async fn delete_media(&self, id: &MediaId) -> Result<bool, Error> {
+        let Some(media) = self.jobs.get_media(id).await? else {
+            return Ok(false);
+        };
+        futures::future::try_join_all(media.keys().map(|key| self.storage.delete(key))).await?;
+        Ok(self.jobs.delete_media(id).await?)
+    }
+
+    /// The public URL of a stored object.
+    pub fn public_url(&self, key: &str) -> String {
+        self.storage.public_url(key)
+    }
+
+    /// Every configured variant (defaults merged with the user's).
+    pub fn variants(&self) -> &BTreeMap<String, pipeline::VariantSpec> {
+        &self.config.variants
+    }
+
+    /// Every configured source type.
+    pub fn source_types(&self) -> &BTreeMap<String, config::SourceType> {
+        &self.config.source_types
+    }
+
+    /// Source type → the names of its variants.
+    pub fn variant_presets(&self) -> BTreeMap<String, Vec<String>> {
+        self.config
+            .source_types
+            .iter()
+            .map(|(name, st)| (name.clone(), st.variants.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,333 @@
+//! The job queue and the media records: the only module that speaks SQL.
+//!
+//! Job states and the transitions allowed between them:
+//! ```text
+//! PENDING ──claim──▶ PROCESSING ──complete──▶ COMPLETE
+//!    ▲                  │  │  └────reject────▶ REJECTED
+//!    └──retry / rescue──┘  └─────fail────────▶ FAILED
+//! ```
+//! Every transition out of PROCESSING is fenced by the claim (`locked_by`): a worker that lost
+//! its claim changes nothing. Times are milliseconds since the Unix epoch and are passed in by
+//! the caller, so tests move the clock instead of sleeping.
+
+mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use sqlite::SqliteJobStore;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The current time in [`Millis`].
+pub fn now_ms() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A new unguessable id (cuid2).
+            pub fn generate() -> Self {
+                Self(format!(concat!($prefix, "{}"), cuid2::create_id()))
+            }
+            /// Wraps an id read from a request or a row.
+            pub fn from_string(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A job's id: collision-resistant and unguessable.
+    JobId, ""
+);
+id_type!(
+    /// A media record's id: `med_` plus a cuid2.
+    MediaId, "med_"
+);
+
+/// Where a job is in its life; stored as the upper-case contract word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobStatus {
+    /// Waiting for a worker (also while waiting for a retry's `run_at`).
+    Pending,
+    /// Claimed by a worker (`locked_by`) that refreshes `locked_at`.
+    Processing,
+    /// Done; `media_id` names the result.
+    Complete,
+    /// Refused by content moderation.
+    Rejected,
+    /// Given up; `error` says why.
+    Failed,
+}
+
+impl JobStatus {
+    /// The stored and displayed word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "PENDING",
+            JobStatus::Processing => "PROCESSING",
+            JobStatus::Complete => "COMPLETE",
+            JobStatus::Rejected => "REJECTED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+
+    /// Reads a stored word.
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        [
+            JobStatus::Pending,
+            JobStatus::Processing,
+            JobStatus::Complete,
+            JobStatus::Rejected,
+            JobStatus::Failed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Complete | JobStatus::Rejected | JobStatus::Failed
+        )
+    }
+}
+
+/// A job to insert.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Its id (also names the staging object).
+    pub id: JobId,
+    /// The upload's `sourceType`.
+    pub source_type: String,
+    /// The upload's `sourceId`.
+    pub source_id: String,
+    /// Key of the staged upload.
+    pub staging_key: String,
+    /// File name the client sent, if any (informational only).
+    pub original_filename: Option<String>,
+    /// MIME type sniffed from the bytes.
+    pub mime_type: String,
+    /// Size of the upload in bytes.
+    pub file_size: i64,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+}
+
+/// A job row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// Where it is.
+    pub status: JobStatus,
+    /// The upload's `sourceType`.
+    pub source_type: String,
+    /// The upload's `sourceId`.
+    pub source_id: String,
+    /// Key of the staged upload.
+    pub staging_key: String,
+    /// File name the client sent.
+    pub original_filename: Option<String>,
+    /// MIME type sniffed at upload.
+    pub mime_type: String,
+    /// Upload size in bytes.
+    pub file_size: i64,
+    /// The media made, once COMPLETE.
+    pub media_id: Option<MediaId>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Why the last attempt failed, in words.
+    pub error: Option<String>,
+    /// Moderation verdict word, when moderation ran.
+    pub moderation_result: Option<String>,
+    /// Moderation details (flags, confidence, scores).
+    pub moderation_details: Option<serde_json::Value>,
+    /// The worker holding the claim.
+    pub locked_by: Option<String>,
+    /// The claim's last heartbeat.
+    pub locked_at: Option<Millis>,
+    /// Not to be claimed before this time (retry backoff).
+    pub run_at: Millis,
+    /// When the job was created.
+    pub created_at: Millis,
+    /// When the job last changed.
+    pub updated_at: Millis,
+}
+
+/// One stored variant of a media record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredVariant {
+    /// Object key.
+    pub key: String,
+    /// Pixel width.
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+}
+
+/// A media record: what one completed job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Media {
+    /// Its id.
+    pub id: MediaId,
+    /// The job that made it.
+    pub job_id: JobId,
+    /// The upload's `sourceType`.
+    pub source_type: String,
+    /// The upload's `sourceId`.
+    pub source_id: String,
+    /// Variant name → stored object, in the source type's order.
+    pub variants: Vec<(String, StoredVariant)>,
+    /// Key of the stripped original, when kept.
+    pub original_key: Option<String>,
+    /// Displayed width (after orientation).
+    pub width: u32,
+    /// Displayed height (after orientation).
+    pub height: u32,
+    /// `W:H` reduced by their gcd.
+    pub aspect_ratio: String,
+    /// Blurhash placeholder.
+    pub blurhash: String,
+    /// Input format, e.g. `jpeg`.
+    pub format: String,
+    /// When it was recorded.
+    pub created_at: Millis,
+}
+
+impl Media {
+    /// Every object key the record owns.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.variants
+            .iter()
+            .map(|(_, v)| v.key.as_str())
+            .chain(self.original_key.as_deref())
+    }
+}
+
+/// Why a queue operation failed. All of these are transient from a job's point of view.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The database refused or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row held a value the code cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// The job and media store. Implementations must behave alike (one test suite covers them all).
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Inserts a PENDING job due now and wakes idle workers.
+    async fn insert(&self, job: NewJob, now: Millis) -> Result<(), QueueError>;
+
+    /// The job, if it exists.
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError>;
+
+    /// Claims the oldest due PENDING job for `worker`: PROCESSING, `attempts + 1`, locked now.
+    async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError>;
+
+    /// Refreshes the claim; `false` when `worker` no longer holds it.
+    async fn heartbeat(&self, id: &JobId, worker: &str, now: Millis) -> Result<bool, QueueError>;
+
+    /// Records `media` and marks the job COMPLETE, in one transaction, only while `worker`
+    /// holds the claim. `false` (and nothing written) when the claim was lost.
+    async fn complete(
+        &self,
+        id: &JobId,
+        worker: &str,
+        media: &Media,
+        now: Millis,
+    ) -> Result<bool, QueueError>;
+
+    /// Ends the job FAILED with `error`, only while `worker` holds the claim.
+    async fn fail(
+        &self,
+        id: &JobId,
+        worker: &str,
+        error: &str,
+        now: Millis,
+    ) -> Result<bool, QueueError>;
+
+    /// Puts the job back to PENDING, due at `run_at`, keeping `error` as the last failure.
+    async fn retry(
+        &self,
+        id: &JobId,
+        worker: &str,
+        error: &str,
+        run_at: Millis,
+        now: Millis,
+    ) -> Result<bool, QueueError>;
+
+    /// Takes back claims whose heartbeat is older than `stale_before`: PENDING again, or FAILED
+    /// when no attempt is left. Returns how many jobs were touched.
+    async fn rescue_stale(&self, stale_before: Millis, now: Millis) -> Result<u64, QueueError>;
+
+    /// The earliest `run_at` of a PENDING job, to sleep exactly until it is due.
+    async fn next_run_at(&self) -> Result<Option<Millis>, QueueError>;
+
+    /// A media record by id.
+    async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError>;
+
+    /// The media of one source, newest first.
+    async fn list_media(&self, source_type: &str, source_id: &str)
+    -> Result<Vec<Media>, QueueError>;
+
+    /// Deletes a media record; `false` when it did not exist.
+    async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError>;
+
+    /// A receiver whose value changes whenever a job may have become claimable.
+    fn wake_ups(&self) -> watch::Receiver<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_words_round_trip() {
+        for st in ["PENDING", "PROCESSING", "COMPLETE", "REJECTED", "FAILED"] {
+            assert_eq!(JobStatus::parse(st).unwrap().as_str(), st);
+        }
+        assert_eq!(JobStatus::parse("pending"), None);
+    }
+
+    #[test]
+    fn ids_have_their_prefix_and_differ() {
+        let (a, b) = (MediaId::generate(), MediaId::generate());
+        assert!(a.as_str().starts_with("med_"));
+        assert_ne!(a, b);
+        assert!(JobId::generate().as_str().len() >= 20);
+    }
+}
