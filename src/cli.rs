@@ -85,7 +85,11 @@ fn load_config(common: &CommonArgs, listen: Option<&str>) -> anyhow::Result<Conf
     if let Some(listen) = listen {
         flags.insert("listen".into(), listen.into());
     }
-    Ok(Config::load(common.config.as_deref(), std::env::vars(), flags)?)
+    Ok(Config::load(
+        common.config.as_deref(),
+        std::env::vars(),
+        flags,
+    )?)
 }
 
 /// Cancels the token on Ctrl-C or SIGTERM.
@@ -193,7 +197,8 @@ fn process_file(
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let write = |file_name: String, bytes: &[u8]| {
         let path = dir.join(file_name);
-        std::fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok::<_, String>(path)
     };
     let mut variants = serde_json::Map::new();

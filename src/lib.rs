@@ -86,10 +86,12 @@ impl ImagePipeline {
             && let Some(parent) = std::path::Path::new(dir).parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent).map_err(|e| QueueError::Corrupt(format!(
-                "cannot create database folder {}: {e}",
-                parent.display()
-            )))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                QueueError::Corrupt(format!(
+                    "cannot create database folder {}: {e}",
+                    parent.display()
+                ))
+            })?;
         }
         let jobs = Arc::new(SqliteJobStore::connect(&config.database_url).await?);
         let storage = Storage::open(&config)?;
@@ -167,7 +169,11 @@ impl ImagePipeline {
     ///
     /// # Errors
     /// When the database fails.
-    pub async fn list_media(&self, source_type: &str, source_id: &str) -> Result<Vec<Media>, Error> {
+    pub async fn list_media(
+        &self,
+        source_type: &str,
+        source_id: &str,
+    ) -> Result<Vec<Media>, Error> {
         Ok(self.jobs.list_media(source_type, source_id).await?)
     }
 

@@ -151,7 +151,10 @@ impl Config {
                 path: path.to_owned(),
                 source,
             })?;
-            raw::merge(&mut table, raw::parse_toml(&text, &path.display().to_string())?);
+            raw::merge(
+                &mut table,
+                raw::parse_toml(&text, &path.display().to_string())?,
+            );
         }
         raw::merge(&mut table, raw::env_table(env)?);
         raw::merge(&mut table, flags);
@@ -230,13 +233,19 @@ impl Config {
         for (name, st) in raw.source_types {
             let key = format!("source_types.{name}");
             if st.format != "webp" {
-                return Err(invalid(key, format!("has format {:?}; only \"webp\" is produced", st.format)));
+                return Err(invalid(
+                    key,
+                    format!("has format {:?}; only \"webp\" is produced", st.format),
+                ));
             }
             if !(1.0..=100.0).contains(&st.quality) {
                 return Err(invalid(key, "has a quality outside 1–100"));
             }
             if let Some(missing) = st.variants.iter().find(|v| !variants.contains_key(*v)) {
-                return Err(invalid(key, format!("names an unknown variant {missing:?}")));
+                return Err(invalid(
+                    key,
+                    format!("names an unknown variant {missing:?}"),
+                ));
             }
             source_types.insert(
                 name,
@@ -290,7 +299,10 @@ impl Config {
                     .split('/')
                     .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
             if !ok {
-                return Err(invalid(key, format!("is not a usable key prefix: {prefix:?}")));
+                return Err(invalid(
+                    key,
+                    format!("is not a usable key prefix: {prefix:?}"),
+                ));
             }
         }
         let w = raw.worker;

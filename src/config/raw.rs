@@ -138,10 +138,13 @@ pub fn env_table(vars: impl IntoIterator<Item = (String, String)>) -> Result<Tab
                     .collect(),
             )
         } else if NUMBER_KEYS.contains(&key.as_str()) {
-            let n = value.trim().parse::<i64>().map_err(|_| ConfigError::Invalid {
-                key: name.clone(),
-                message: format!("must be a whole number, got {value:?}"),
-            })?;
+            let n = value
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| ConfigError::Invalid {
+                    key: name.clone(),
+                    message: format!("must be a whole number, got {value:?}"),
+                })?;
             Value::Integer(n)
         } else {
             Value::String(value)
@@ -178,7 +181,10 @@ mod tests {
     #[test]
     fn merge_keeps_untouched_fields_of_a_table() {
         let mut base = parse_toml("[variants.md]\nwidth = 640\nfit = \"inside\"", "a").unwrap();
-        merge(&mut base, parse_toml("[variants.md]\nwidth = 800", "b").unwrap());
+        merge(
+            &mut base,
+            parse_toml("[variants.md]\nwidth = 800", "b").unwrap(),
+        );
         let md = base["variants"]["md"].as_table().unwrap();
         assert_eq!(md["width"].as_integer(), Some(800));
         assert_eq!(md["fit"].as_str(), Some("inside"));

@@ -138,8 +138,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.to_string(), "code": self.code() }));
         let mut response = (self.status(), body).into_response();
-        if let ApiError::StorageUnavailable { detail, .. } | ApiError::QueueUnavailable { detail, .. } =
-            self
+        if let ApiError::StorageUnavailable { detail, .. }
+        | ApiError::QueueUnavailable { detail, .. } = self
         {
             response.extensions_mut().insert(ServerErrorDetail(detail));
         }

@@ -23,7 +23,12 @@ pub fn media_json(pipeline: &ImagePipeline, media: &Media) -> Value {
     let variants: Map<String, Value> = media
         .variants
         .iter()
-        .map(|(name, v)| (name.clone(), json!({ "width": v.width, "height": v.height })))
+        .map(|(name, v)| {
+            (
+                name.clone(),
+                json!({ "width": v.width, "height": v.height }),
+            )
+        })
         .collect();
     json!({
         "id": media.id,
@@ -75,7 +80,10 @@ pub async fn delete(
     State(pipeline): State<ImagePipeline>,
     Path(media_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if pipeline.delete_media(&MediaId::from_string(media_id)).await? {
+    if pipeline
+        .delete_media(&MediaId::from_string(media_id))
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::MediaNotFound)

@@ -81,7 +81,11 @@ async fn read_form(
     multipart: &mut Multipart,
     form: &mut Form,
 ) -> Result<(), ApiError> {
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error(pipeline))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(multipart_error(pipeline))?
+    {
         match field.name() {
             Some("file") if form.staged.is_none() => {
                 form.staged = Some(stage(pipeline, field).await?);
@@ -162,7 +166,12 @@ async fn text(pipeline: &ImagePipeline, mut field: Field<'_>) -> Result<String, 
 
 /// Skips a part the contract does not use.
 async fn drain(pipeline: &ImagePipeline, mut field: Field<'_>) -> Result<(), ApiError> {
-    while field.chunk().await.map_err(multipart_error(pipeline))?.is_some() {}
+    while field
+        .chunk()
+        .await
+        .map_err(multipart_error(pipeline))?
+        .is_some()
+    {}
     Ok(())
 }
 

@@ -1,37 +1,451 @@
-//! TEMPORARY STUB of the pipeline (the real one is being written beside this).
-#![allow(missing_docs, dead_code)]
+//! The image pipeline: bytes in, WebP variants + stripped original + facts out.
+//!
+//! Steps, in order (each a small module exporting a verb):
+//! sniff::detect -> limits::check_header -> decode::first_frame -> orient::apply
+//! -> resize::all (largest first, never enlarge) -> encode::webp_all -> blurhash::of -> strip::metadata
+//!
+//! `container` holds the byte-level walkers (JPEG markers, PNG chunks, GIF blocks, RIFF) that
+//! `limits`, `decode` and `strip` share; none of them decodes a pixel.
+//!
+//! This module knows nothing of HTTP, queues or storage. It is synchronous and CPU-bound:
+//! callers run it on a blocking thread. Decoder panics are caught here and become
+//! `PipelineError::Panicked`.
+
+pub mod blurhash;
+pub mod container;
+pub mod decode;
+pub mod encode;
+pub mod limits;
+pub mod orient;
+pub mod resize;
+pub mod sniff;
+pub mod strip;
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+// INTERFACE CONTRACT (the rest of the application relies on these exact names and shapes):
+
+/// An input format the pipeline can identify from bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ImageFormat { Jpeg, Png, Webp, Gif, Avif, Heic, Tiff }
-impl ImageFormat {
-    pub fn mime(self) -> &'static str { "image/jpeg" }
-    pub fn extension(self) -> &'static str { "jpg" }
+pub enum ImageFormat {
+    /// JPEG (JFIF/EXIF), baseline, progressive or lossless.
+    Jpeg,
+    /// PNG, including APNG.
+    Png,
+    /// WebP, lossy, lossless or animated.
+    Webp,
+    /// GIF87a/GIF89a, possibly animated.
+    Gif,
+    /// AVIF (ISO-BMFF with an `avif`/`avis` brand).
+    Avif,
+    /// HEIC/HEIF (ISO-BMFF with a `heic`/`mif1`/... brand).
+    Heic,
+    /// TIFF, either byte order.
+    Tiff,
 }
+
+impl ImageFormat {
+    /// The MIME type, as used in `allowed_mime_types` (image/jpeg, image/png, image/webp, image/gif, image/avif, image/heic, image/tiff).
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Webp => "image/webp",
+            Self::Gif => "image/gif",
+            Self::Avif => "image/avif",
+            Self::Heic => "image/heic",
+            Self::Tiff => "image/tiff",
+        }
+    }
+
+    /// The file extension of the stored original: jpg, png, webp, gif, avif, heic, tif.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpg",
+            Self::Png => "png",
+            Self::Webp => "webp",
+            Self::Gif => "gif",
+            Self::Avif => "avif",
+            Self::Heic => "heic",
+            Self::Tiff => "tif",
+        }
+    }
+
+    /// The name people know the format by, for messages: "JPEG", "PNG", ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jpeg => "JPEG",
+            Self::Png => "PNG",
+            Self::Webp => "WebP",
+            Self::Gif => "GIF",
+            Self::Avif => "AVIF",
+            Self::Heic => "HEIC",
+            Self::Tiff => "TIFF",
+        }
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a variant fills its box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Fit { Cover, Inside }
+pub enum Fit {
+    /// Fill the whole box and crop the overflow, centred.
+    Cover,
+    /// Fit inside the box (or bound the width when there is no height), keeping the ratio.
+    Inside,
+}
+
+/// One output size.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VariantSpec { pub name: String, pub width: u32, pub height: Option<u32>, pub fit: Fit }
+pub struct VariantSpec {
+    /// The variant's name (`xs`, `md`, ...), used as its file name.
+    pub name: String,
+    /// The box width in pixels.
+    pub width: u32,
+    /// The box height in pixels; `None` bounds the width only (and `Cover` then acts as `Inside`).
+    pub height: Option<u32>,
+    /// How the image fills the box.
+    pub fit: Fit,
+}
+
+/// What to make for one upload (from its source type).
 #[derive(Debug, Clone)]
-pub struct OutputSpec { pub variants: Vec<VariantSpec>, pub quality: f32, pub keep_original: bool }
+pub struct OutputSpec {
+    /// The variants to make, in the order the results are returned.
+    pub variants: Vec<VariantSpec>,
+    /// Lossy WebP quality, 0 to 100.
+    pub quality: f32,
+    /// Whether to return the stripped original.
+    pub keep_original: bool,
+}
+
+/// Decoding limits, checked from the header before any pixel is decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most pixels (width × height) an image may declare.
+    pub max_pixels: u64,
+    /// Longest side an image may declare, in pixels.
+    pub max_side: u32,
+}
+
+/// What the header says.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits { pub max_pixels: u64, pub max_side: u32 }
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Probe { pub format: ImageFormat, pub width: u32, pub height: u32 }
-pub struct EncodedVariant { pub name: String, pub width: u32, pub height: u32, pub webp: Vec<u8> }
+pub struct Probe {
+    /// The format sniffed from the bytes.
+    pub format: ImageFormat,
+    /// Stored width (before orientation); the canvas width for GIF and animated WebP.
+    pub width: u32,
+    /// Stored height (before orientation); the canvas height for GIF and animated WebP.
+    pub height: u32,
+}
+
+/// One encoded variant.
+#[derive(Debug, Clone)]
+pub struct EncodedVariant {
+    /// The variant's name, from its `VariantSpec`.
+    pub name: String,
+    /// Width of the encoded image.
+    pub width: u32,
+    /// Height of the encoded image.
+    pub height: u32,
+    /// The lossy WebP file.
+    pub webp: Vec<u8>,
+}
+
+/// The result of `process`.
+#[derive(Debug, Clone)]
 pub struct Processed {
-    pub format: ImageFormat, pub width: u32, pub height: u32, pub aspect_ratio: String,
-    pub blurhash: String, pub variants: Vec<EncodedVariant>, pub original: Option<Vec<u8>>,
+    /// The format sniffed from the bytes.
+    pub format: ImageFormat,
+    /// Displayed width (after orientation).
+    pub width: u32,
+    /// Displayed height (after orientation).
+    pub height: u32,
+    /// "W:H" reduced by gcd.
+    pub aspect_ratio: String,
+    /// Blurhash of the oriented image, 4×3 components.
+    pub blurhash: String,
+    /// In the order of `OutputSpec::variants`.
+    pub variants: Vec<EncodedVariant>,
+    /// The original's bytes with metadata stripped (None when `keep_original` is false).
+    pub original: Option<Vec<u8>>,
 }
-pub mod sniff {
-    use super::ImageFormat;
-    pub enum Sniffed { Image(ImageFormat), Other(&'static str) }
-    pub fn detect(_b: &[u8]) -> Sniffed { Sniffed::Other("application/octet-stream") }
-}
+
+/// Why the pipeline could not handle an input.
+///
+/// Messages are sentences a user can act on; `is_permanent` tells the worker whether a retry
+/// could ever help.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PipelineError {
-    #[error("file is empty")] Empty,
-    #[error("too many")] TooManyPixels { width: u32, height: u32, limits: Limits },
+    /// The input has no bytes at all.
+    #[error("file is empty")]
+    Empty,
+    /// The bytes are not an image (text, HTML, unknown binary); `mime` is what they look like.
+    #[error("file is {} ({mime}), not an image", sniff::describe(.mime))]
+    NotAnImage {
+        /// The sniffed MIME type, `application/octet-stream` when unknown.
+        mime: &'static str,
+    },
+    /// The bytes are a kind of image this pipeline does not accept or cannot read (SVG, BMP, ...).
+    #[error("{} is not accepted", sniff::describe(.mime))]
+    UnsupportedFormat {
+        /// The sniffed MIME type.
+        mime: &'static str,
+    },
+    /// The format is accepted but this file uses a coding the decoder cannot read.
+    #[error("{feature} is not supported")]
+    UnsupportedFeature {
+        /// The sniffed format.
+        format: ImageFormat,
+        /// What is not supported, e.g. "lossless JPEG".
+        feature: &'static str,
+    },
+    /// The header declares more pixels, or a longer side, than the limits allow.
+    #[error("image is {width}×{height}, over the {}", limit_text(*.width, *.height, .limits))]
+    TooManyPixels {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// The limits it broke.
+        limits: Limits,
+    },
+    /// The file ends before the image data does.
+    #[error("truncated {format} data")]
+    Truncated {
+        /// The sniffed format.
+        format: ImageFormat,
+    },
+    /// The header or the image data is malformed.
+    #[error("corrupt {format} data: {reason}")]
+    Corrupt {
+        /// The sniffed format.
+        format: ImageFormat,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// The decoder refused the image data.
+    #[error("cannot decode the {format} image: {source}")]
+    Decode {
+        /// The sniffed format.
+        format: ImageFormat,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// Metadata cannot (yet) be stripped from this format, so no original can be kept.
+    #[error("cannot strip metadata from {format} files, so the original cannot be kept")]
+    StripUnsupported {
+        /// The sniffed format.
+        format: ImageFormat,
+    },
+    /// Resizing failed (an internal error: sizes are checked before).
+    #[error("resizing to {width}×{height} failed: {reason}")]
+    Resize {
+        /// Target width.
+        width: u32,
+        /// Target height.
+        height: u32,
+        /// The resizer's message.
+        reason: String,
+    },
+    /// libwebp refused to encode a variant.
+    #[error("WebP encoding of variant {variant} failed: {reason}")]
+    Encode {
+        /// The variant's name.
+        variant: String,
+        /// libwebp's error.
+        reason: String,
+    },
+    /// The blurhash could not be computed.
+    #[error("blurhash failed: {0}")]
+    Blurhash(String),
+    /// A decoder or encoder panicked; the input is treated as hostile or corrupt.
+    #[error("the image could not be processed (decoder crashed: {0})")]
+    Panicked(String),
 }
-impl PipelineError { pub fn is_permanent(&self) -> bool { true } }
-pub fn probe(_b: &[u8], _l: &Limits) -> Result<Probe, PipelineError> { Err(PipelineError::Empty) }
-pub fn process(_b: &[u8], _s: &OutputSpec, _l: &Limits) -> Result<Processed, PipelineError> { Err(PipelineError::Empty) }
+
+fn limit_text(width: u32, height: u32, limits: &Limits) -> String {
+    if width > limits.max_side || height > limits.max_side {
+        format!("{}-pixel side limit", limits.max_side)
+    } else {
+        format!("{}-pixel limit", limits.max_pixels)
+    }
+}
+
+impl PipelineError {
+    /// Whether retrying the same bytes can never succeed.
+    ///
+    /// Everything about the input (format, limits, decoding, panics) is permanent; only
+    /// encoder failures, which may come from memory pressure, are worth a retry.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Empty
+            | Self::NotAnImage { .. }
+            | Self::UnsupportedFormat { .. }
+            | Self::UnsupportedFeature { .. }
+            | Self::TooManyPixels { .. }
+            | Self::Truncated { .. }
+            | Self::Corrupt { .. }
+            | Self::Decode { .. }
+            | Self::StripUnsupported { .. }
+            | Self::Resize { .. }
+            | Self::Blurhash(_)
+            | Self::Panicked(_) => true,
+            Self::Encode { .. } => false,
+        }
+    }
+}
+
+/// Sniffs the format and reads the header only: format, stored size, limits.
+///
+/// Works on a prefix of the file (e.g. the first MiB of an upload) as long as the header is in
+/// it; never decodes pixels, so it is fast on decompression bombs.
+///
+/// # Errors
+/// `Empty`, `NotAnImage`, `UnsupportedFormat` (SVG, BMP, and AVIF/HEIC/TIFF which this build
+/// cannot read), `Corrupt`/`Truncated` when the header is unreadable, `TooManyPixels`.
+pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
+    let format = sniff::image_format(bytes)?;
+    let (width, height) = limits::check_header(bytes, format, limits)?;
+    Ok(Probe {
+        format,
+        width,
+        height,
+    })
+}
+
+/// Runs the whole pipeline on one complete file.
+///
+/// # Errors
+/// Everything `probe` returns, plus `Truncated`/`Corrupt`/`Decode` from decoding,
+/// `StripUnsupported` when the original must be kept but cannot be stripped, `Encode`, and
+/// `Panicked` when a decoder crashed.
+pub fn process(
+    bytes: &[u8],
+    spec: &OutputSpec,
+    limits: &Limits,
+) -> Result<Processed, PipelineError> {
+    match catch_unwind(AssertUnwindSafe(|| run(bytes, spec, limits))) {
+        Ok(result) => result,
+        Err(payload) => Err(PipelineError::Panicked(panic_message(payload.as_ref()))),
+    }
+}
+
+/// The steps in order; `process` adds the panic guard.
+fn run(bytes: &[u8], spec: &OutputSpec, limits: &Limits) -> Result<Processed, PipelineError> {
+    let probe = probe(bytes, limits)?;
+    let decoded = decode::first_frame(bytes, probe.format, limits)?;
+    let orientation = decoded.orientation;
+    let image = orient::apply(decoded.image, orientation);
+    let (width, height) = (image.width(), image.height());
+
+    let (variants, hash) = rayon::join(
+        || {
+            let resized = resize::all(&image, &spec.variants)?;
+            encode::webp_all(&resized, spec.quality)
+        },
+        || blurhash::of(&image),
+    );
+    let original = if spec.keep_original {
+        Some(strip::metadata(bytes, probe.format, orientation)?)
+    } else {
+        None
+    };
+    Ok(Processed {
+        format: probe.format,
+        width,
+        height,
+        aspect_ratio: aspect_ratio(width, height),
+        blurhash: hash?,
+        variants: variants?,
+        original,
+    })
+}
+
+/// `"W:H"` reduced by their greatest common divisor: 1200×800 → `"3:2"`.
+pub fn aspect_ratio(width: u32, height: u32) -> String {
+    let divisor = gcd(width, height).max(1);
+    format!("{}:{}", width / divisor, height / divisor)
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aspect_ratio_is_reduced() {
+        for (w, h, want) in [
+            (1200, 800, "3:2"),
+            (1920, 1080, "16:9"),
+            (64, 64, "1:1"),
+            (1, 1, "1:1"),
+            (1203, 799, "1203:799"),
+            (3024, 4032, "3:4"),
+            (0, 0, "0:0"),
+        ] {
+            assert_eq!(aspect_ratio(w, h), want, "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_problem() {
+        let limits = Limits {
+            max_pixels: 100_000_000,
+            max_side: 100_000,
+        };
+        let err = PipelineError::TooManyPixels {
+            width: 65535,
+            height: 65535,
+            limits,
+        };
+        assert_eq!(
+            err.to_string(),
+            "image is 65535×65535, over the 100000000-pixel limit"
+        );
+        let err = PipelineError::Truncated {
+            format: ImageFormat::Jpeg,
+        };
+        assert_eq!(err.to_string(), "truncated JPEG data");
+        let err = PipelineError::UnsupportedFormat {
+            mime: "image/svg+xml",
+        };
+        assert_eq!(err.to_string(), "SVG is not accepted");
+        assert_eq!(PipelineError::Empty.to_string(), "file is empty");
+        assert!(err.is_permanent());
+    }
+
+    #[test]
+    fn empty_input_is_refused() {
+        let limits = Limits {
+            max_pixels: 100,
+            max_side: 10,
+        };
+        assert!(matches!(probe(&[], &limits), Err(PipelineError::Empty)));
+    }
+}

@@ -301,8 +301,11 @@ pub trait JobStore: Send + Sync + 'static {
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError>;
 
     /// The media of one source, newest first.
-    async fn list_media(&self, source_type: &str, source_id: &str)
-    -> Result<Vec<Media>, QueueError>;
+    async fn list_media(
+        &self,
+        source_type: &str,
+        source_id: &str,
+    ) -> Result<Vec<Media>, QueueError>;
 
     /// Deletes a media record; `false` when it did not exist.
     async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError>;

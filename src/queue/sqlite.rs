@@ -7,11 +7,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row;
 use tokio::sync::watch;
 
 use super::{
@@ -173,8 +173,8 @@ impl JobStore for SqliteJobStore {
         media: &Media,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let variants =
-            serde_json::to_string(&media.variants).map_err(|e| QueueError::Corrupt(e.to_string()))?;
+        let variants = serde_json::to_string(&media.variants)
+            .map_err(|e| QueueError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'COMPLETE', media_id = ?3, error = NULL,

@@ -23,13 +23,31 @@ impl Keys {
     }
 
     /// Where one variant of a media record lives.
-    pub fn variant(&self, source_type: &str, source_id: &str, media: &MediaId, name: &str) -> String {
-        format!("{}/{source_type}/{source_id}/{media}/{name}.webp", self.media)
+    pub fn variant(
+        &self,
+        source_type: &str,
+        source_id: &str,
+        media: &MediaId,
+        name: &str,
+    ) -> String {
+        format!(
+            "{}/{source_type}/{source_id}/{media}/{name}.webp",
+            self.media
+        )
     }
 
     /// Where the stripped original of a media record lives.
-    pub fn original(&self, source_type: &str, source_id: &str, media: &MediaId, ext: &str) -> String {
-        format!("{}/{source_type}/{source_id}/{media}/original.{ext}", self.originals)
+    pub fn original(
+        &self,
+        source_type: &str,
+        source_id: &str,
+        media: &MediaId,
+        ext: &str,
+    ) -> String {
+        format!(
+            "{}/{source_type}/{source_id}/{media}/original.{ext}",
+            self.originals
+        )
     }
 
     /// The job id a staging key names, if it is one.
@@ -40,9 +58,10 @@ impl Keys {
 
     /// Whether a key may be served publicly: media and originals, never staging.
     pub fn is_public(&self, key: &str) -> bool {
-        [&self.media, &self.originals]
-            .iter()
-            .any(|p| key.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/')))
+        [&self.media, &self.originals].iter().any(|p| {
+            key.strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
     }
 }
 
@@ -75,13 +94,19 @@ mod tests {
     #[test]
     fn keys_follow_the_spec() {
         let m = MediaId::from_string("med_1");
-        assert_eq!(keys().variant("avatar", "u1", &m, "xs"), "media/avatar/u1/med_1/xs.webp");
+        assert_eq!(
+            keys().variant("avatar", "u1", &m, "xs"),
+            "media/avatar/u1/med_1/xs.webp"
+        );
         assert_eq!(
             keys().original("avatar", "u1", &m, "jpg"),
             "originals/avatar/u1/med_1/original.jpg"
         );
         assert_eq!(keys().staging(&JobId::from_string("j1")), "staging/j1");
-        assert_eq!(keys().job_of_staging_key("staging/j1"), Some(JobId::from_string("j1")));
+        assert_eq!(
+            keys().job_of_staging_key("staging/j1"),
+            Some(JobId::from_string("j1"))
+        );
     }
 
     #[test]

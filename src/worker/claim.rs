@@ -81,7 +81,9 @@ pub async fn drain(pipeline: &ImagePipeline, worker: &str) -> usize {
 /// Runs one claimed job to its recorded outcome, refreshing the claim meanwhile.
 pub async fn run_job(pipeline: &ImagePipeline, worker: &str, job: Job) {
     let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
-    run_job_in_span(pipeline, worker, job).instrument(span).await;
+    run_job_in_span(pipeline, worker, job)
+        .instrument(span)
+        .await;
 }
 
 async fn run_job_in_span(pipeline: &ImagePipeline, worker: &str, job: Job) {
@@ -136,15 +138,23 @@ async fn give_back(pipeline: &ImagePipeline, worker: &str, job: &Job, failure: &
         let cfg = &pipeline.config().worker;
         let delay = retry::backoff(job.attempts, cfg.retry_base_delay, cfg.retry_max_delay);
         tracing::warn!(error = %failure.message, retry_in_ms = delay.as_millis() as u64, "attempt failed");
-        jobs.retry(&job.id, worker, &failure.message, now + delay.as_millis() as Millis, now)
-            .await
+        jobs.retry(
+            &job.id,
+            worker,
+            &failure.message,
+            now + delay.as_millis() as Millis,
+            now,
+        )
+        .await
     };
     match recorded {
         Ok(true) if final_attempt => {
             remove(pipeline, std::iter::once(job.staging_key.as_str())).await;
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not record the failure; the claim will go stale"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record the failure; the claim will go stale")
+        }
     }
 }
 
@@ -155,13 +165,20 @@ async fn attempt(pipeline: &ImagePipeline, job: &Job) -> Result<Media, Failure> 
         .get(&job.staging_key)
         .await
         .map_err(|e| match e {
-            StorageError::NotFound(_) => Failure::permanent("the uploaded file is no longer in staging"),
+            StorageError::NotFound(_) => {
+                Failure::permanent("the uploaded file is no longer in staging")
+            }
             e => Failure::transient(format!("could not read the upload: {e}")),
         })?;
     let spec = pipeline
         .config()
         .output_spec(&job.source_type)
-        .ok_or_else(|| Failure::permanent(format!("source type {:?} is no longer configured", job.source_type)))?;
+        .ok_or_else(|| {
+            Failure::permanent(format!(
+                "source type {:?} is no longer configured",
+                job.source_type
+            ))
+        })?;
     let limits = pipeline.config().limits;
     let processed = tokio::task::spawn_blocking(move || pipeline::process(&bytes, &spec, &limits))
         .await
@@ -174,7 +191,11 @@ async fn attempt(pipeline: &ImagePipeline, job: &Job) -> Result<Media, Failure> 
 }
 
 /// Writes the variants and the original under a fresh media id; on failure removes them again.
-async fn store(pipeline: &ImagePipeline, job: &Job, processed: Processed) -> Result<Media, Failure> {
+async fn store(
+    pipeline: &ImagePipeline,
+    job: &Job,
+    processed: Processed,
+) -> Result<Media, Failure> {
     let storage = pipeline.storage();
     let keys = storage.keys();
     let media_id = MediaId::generate();
@@ -212,10 +233,14 @@ async fn store(pipeline: &ImagePipeline, job: &Job, processed: Processed) -> Res
         format: processed.format.extension().to_owned(),
         created_at: now_ms(),
     };
-    let puts = writes.into_iter().map(|(key, bytes)| async move { storage.put(&key, bytes).await });
+    let puts = writes
+        .into_iter()
+        .map(|(key, bytes)| async move { storage.put(&key, bytes).await });
     if let Err(e) = futures::future::try_join_all(puts).await {
         remove(pipeline, media.keys()).await;
-        return Err(Failure::transient(format!("could not store the results: {e}")));
+        return Err(Failure::transient(format!(
+            "could not store the results: {e}"
+        )));
     }
     Ok(media)
 }

@@ -59,7 +59,8 @@ impl WorkerPool {
 async fn maintain(pipeline: ImagePipeline, shutdown: CancellationToken) {
     let cfg = pipeline.config().worker.clone();
     let mut tick = tokio::time::interval(cfg.heartbeat_interval);
-    let sweep_every = (cfg.staging_grace.as_secs() / cfg.heartbeat_interval.as_secs().max(1) / 4).max(1);
+    let sweep_every =
+        (cfg.staging_grace.as_secs() / cfg.heartbeat_interval.as_secs().max(1) / 4).max(1);
     let mut ticks: u64 = 0;
     loop {
         tokio::select! {

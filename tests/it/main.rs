@@ -1,1 +1,11 @@
+//! Integration tests: real SQLite files, real local storage, real HTTP on random ports.
 
+mod cli;
+mod common;
+mod corpus;
+mod files;
+mod media;
+mod processes;
+mod queue;
+mod status;
+mod upload;

@@ -1,0 +1,229 @@
+//! The command line through the built binary: `process` on local files, and start-up refusals.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::common::webp_size;
+
+/// No command here may run longer than this (a refused start-up must not hang).
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn corpus(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")).join(path)
+}
+
+/// Runs the binary to its end, killing it if it outlives [`DEADLINE`].
+async fn run(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_ximagepipeline"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "`ximagepipeline {}` did not end within {DEADLINE:?}",
+                args.join(" ")
+            )
+        })
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Files directly inside `dir`, by name.
+fn file_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Checks one successful `process` line and the files it names under `out/<file name>/`.
+#[track_caller]
+fn check_processed(line: &Value, file: &Path, out: &Path) {
+    assert!(
+        line.get("error").is_none(),
+        "{} failed: {line}",
+        file.display()
+    );
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let (w, h) = (
+        line["width"].as_u64().unwrap(),
+        line["height"].as_u64().unwrap(),
+    );
+    assert!(w > 0 && h > 0, "{line}");
+    let g = gcd(w, h);
+    assert_eq!(
+        line["aspectRatio"],
+        format!("{}:{}", w / g, h / g),
+        "{line}"
+    );
+    let blurhash = line["blurhash"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no blurhash: {line}"));
+    assert!(blurhash.len() >= 6, "{line}");
+
+    let dir = out.join(&name);
+    let variants = line["variants"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no variants: {line}"));
+    let names: BTreeSet<&str> = variants.keys().map(String::as_str).collect();
+    assert!(names.contains("md"), "gallery always makes md: {line}");
+    assert!(
+        names.is_subset(&BTreeSet::from(["md", "lg", "xl"])),
+        "gallery is md, lg, xl: {line}"
+    );
+    let mut expected = BTreeSet::new();
+    for (variant, info) in variants {
+        let file_name = format!("{variant}.webp");
+        let bytes = std::fs::read(dir.join(&file_name))
+            .unwrap_or_else(|e| panic!("{}/{file_name}: {e}", dir.display()));
+        let size = webp_size(&bytes);
+        assert_eq!(
+            (u64::from(size.0), u64::from(size.1)),
+            (
+                info["width"].as_u64().unwrap(),
+                info["height"].as_u64().unwrap()
+            ),
+            "{name} {variant}: {info}"
+        );
+        assert!(
+            u64::from(size.0) <= w && u64::from(size.1) <= h,
+            "{name} {variant} enlarged"
+        );
+        expected.insert(file_name);
+    }
+    let ext = line["format"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no format: {line}"));
+    let original = format!("original.{ext}");
+    let original_bytes = std::fs::read(dir.join(&original))
+        .unwrap_or_else(|e| panic!("{}/{original}: {e}", dir.display()));
+    assert!(!original_bytes.is_empty());
+    expected.insert(original);
+    assert_eq!(file_names(&dir), expected, "files written for {name}");
+}
+
+#[tokio::test]
+async fn process_writes_each_file_and_reports_each_failure() {
+    let out = tempfile::tempdir().unwrap();
+    let files = [
+        corpus("photos/kodim03.png"),
+        corpus("invalid/text_renamed.jpg"),
+        corpus("valid/jpeg_progressive_cat.jpg"),
+    ];
+    let mut args = vec!["process", "--source-type", "gallery", "--out"];
+    let out_arg = out.path().display().to_string();
+    args.push(&out_arg);
+    let file_args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(file_args.iter().map(String::as_str));
+
+    let output = run(&args).await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "one line per file:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    check_processed(&lines[0], &files[0], out.path());
+    check_processed(&lines[2], &files[2], out.path());
+    assert_eq!(lines[0]["width"], 768, "{}", lines[0]);
+    assert_eq!(lines[0]["height"], 512, "{}", lines[0]);
+    assert_eq!(lines[2]["aspectRatio"], "4:3", "{}", lines[2]);
+
+    let bad = &lines[1];
+    let error = bad["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {bad}"));
+    assert!(!error.is_empty());
+    assert!(
+        !out.path().join("text_renamed.jpg").exists(),
+        "nothing written for a failure"
+    );
+
+    assert!(
+        !output.status.success(),
+        "one file failed, so the exit code is non-zero"
+    );
+}
+
+#[tokio::test]
+async fn process_refuses_an_unknown_source_type() {
+    let out = tempfile::tempdir().unwrap();
+    let out_arg = out.path().display().to_string();
+    let file = corpus("valid/jpeg_progressive_cat.jpg")
+        .display()
+        .to_string();
+    let output = run(&[
+        "process",
+        "--source-type",
+        "no_such_type",
+        "--out",
+        &out_arg,
+        &file,
+    ])
+    .await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "stderr: {stderr}");
+    assert!(
+        stderr.contains("no_such_type"),
+        "the message names the type: {stderr}"
+    );
+    assert!(text(&output.stdout).is_empty(), "no result lines");
+    assert_eq!(file_names(out.path()), BTreeSet::new(), "nothing written");
+}
+
+#[tokio::test]
+async fn serve_refuses_an_unknown_config_key() {
+    for (config, key) in [
+        ("max_file_sise = 10\n", "max_file_sise"),
+        ("[worker]\nheartbeat_secs = 1\n", "heartbeat_secs"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, config).unwrap();
+        let data = dir.path().join("data").display().to_string();
+        let file = file.display().to_string();
+        let output = run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--config",
+            &file,
+        ])
+        .await;
+        let stderr = text(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{config:?} was accepted; stderr: {stderr}"
+        );
+        assert!(stderr.contains(key), "the message names {key}: {stderr}");
+        assert!(
+            !text(&output.stdout).contains("listening"),
+            "must not start with {config:?}"
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! The job store contract, as one suite of async fns over `&dyn JobStore`.
+//!
+//! Every backend runs the same functions (river's conformance suite): today the SQLite store, a
+//! fresh database file per test; a PostgreSQL store plugs in by adding one `#[tokio::test]` per
+//! function. Time is a parameter of every store call, so these tests move the clock instead of
+//! sleeping.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use ximagepipeline::queue::{
+    Job, JobId, JobStatus, JobStore, Media, MediaId, Millis, NewJob, SqliteJobStore, StoredVariant,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// A job for `source_id`, allowed `max_attempts` tries.
+fn new_job(source_id: &str, max_attempts: u32) -> NewJob {
+    let id = JobId::generate();
+    NewJob {
+        staging_key: format!("staging/{id}"),
+        id,
+        source_type: "gallery".into(),
+        source_id: source_id.into(),
+        original_filename: Some("photo.jpg".into()),
+        mime_type: "image/jpeg".into(),
+        file_size: 1234,
+        max_attempts,
+    }
+}
+
+/// Inserts a job at `now` and returns its id.
+async fn insert(store: &dyn JobStore, source_id: &str, max_attempts: u32, now: Millis) -> JobId {
+    let job = new_job(source_id, max_attempts);
+    let id = job.id.clone();
+    store.insert(job, now).await.unwrap();
+    id
+}
+
+/// A media record for `job`, as a worker would describe it.
+fn media_for(job: &Job, created_at: Millis) -> Media {
+    let id = MediaId::generate();
+    let key = |name: &str| {
+        format!(
+            "media/{}/{}/{id}/{name}.webp",
+            job.source_type, job.source_id
+        )
+    };
+    Media {
+        variants: vec![
+            (
+                "md".into(),
+                StoredVariant {
+                    key: key("md"),
+                    width: 640,
+                    height: 427,
+                },
+            ),
+            (
+                "lg".into(),
+                StoredVariant {
+                    key: key("lg"),
+                    width: 1280,
+                    height: 853,
+                },
+            ),
+        ],
+        original_key: Some(format!(
+            "originals/{}/{}/{id}/original.jpg",
+            job.source_type, job.source_id
+        )),
+        id,
+        job_id: job.id.clone(),
+        source_type: job.source_type.clone(),
+        source_id: job.source_id.clone(),
+        width: 1500,
+        height: 1000,
+        aspect_ratio: "3:2".into(),
+        blurhash: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
+        format: "jpg".into(),
+        created_at,
+    }
+}
+
+/// The job, which must exist.
+async fn get(store: &dyn JobStore, id: &JobId) -> Job {
+    store
+        .get(id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("job {id} not found"))
+}
+
+/// Claims the next job, which must be there.
+async fn claim(store: &dyn JobStore, worker: &str, now: Millis) -> Job {
+    store
+        .claim(worker, now)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{worker} found no job to claim at {now}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suite
+// ---------------------------------------------------------------------------------------------
+
+pub async fn insert_then_get_is_pending(store: &dyn JobStore) {
+    let job = new_job("user-1", 3);
+    let expected = job.clone();
+    store.insert(job, 1_000).await.unwrap();
+    let got = get(store, &expected.id).await;
+    assert_eq!(got.status, JobStatus::Pending);
+    assert_eq!(got.source_type, expected.source_type);
+    assert_eq!(got.source_id, expected.source_id);
+    assert_eq!(got.staging_key, expected.staging_key);
+    assert_eq!(got.original_filename, expected.original_filename);
+    assert_eq!(got.mime_type, expected.mime_type);
+    assert_eq!(got.file_size, expected.file_size);
+    assert_eq!(got.max_attempts, 3);
+    assert_eq!(got.attempts, 0);
+    assert_eq!((got.media_id, got.error), (None, None));
+    assert_eq!((got.locked_by, got.locked_at), (None, None));
+    assert_eq!(
+        (got.run_at, got.created_at, got.updated_at),
+        (1_000, 1_000, 1_000)
+    );
+    assert_eq!(store.next_run_at().await.unwrap(), Some(1_000));
+
+    assert_eq!(store.get(&JobId::generate()).await.unwrap(), None);
+}
+
+pub async fn claim_takes_the_oldest_due_job(store: &dyn JobStore) {
+    assert_eq!(store.claim("w1", 0).await.unwrap(), None, "empty queue");
+    let newer = insert(store, "b", 3, 2_000).await;
+    let older = insert(store, "a", 3, 1_000).await;
+    let future = insert(store, "c", 3, 10_000).await;
+
+    let first = claim(store, "w1", 5_000).await;
+    assert_eq!(first.id, older, "the oldest due job first");
+    assert_eq!(first.status, JobStatus::Processing);
+    assert_eq!(first.locked_by.as_deref(), Some("w1"));
+    assert_eq!(first.locked_at, Some(5_000));
+    assert_eq!(first.attempts, 1);
+    assert_eq!(
+        get(store, &older).await,
+        first,
+        "claim returns the row as stored"
+    );
+
+    assert_eq!(claim(store, "w2", 5_000).await.id, newer);
+    assert_eq!(
+        store.claim("w3", 5_000).await.unwrap(),
+        None,
+        "a job whose run_at is in the future is not claimed"
+    );
+    assert_eq!(get(store, &future).await.status, JobStatus::Pending);
+
+    let late = claim(store, "w3", 10_000).await;
+    assert_eq!(late.id, future, "claimable once the clock reaches run_at");
+    assert_eq!(store.claim("w3", 20_000).await.unwrap(), None);
+    assert_eq!(
+        store.next_run_at().await.unwrap(),
+        None,
+        "nothing is pending"
+    );
+}
+
+/// Takes an `Arc` (not `&dyn`) because the claimers run as separate tokio tasks.
+pub async fn concurrent_claimers_take_each_job_once(store: Arc<dyn JobStore>) {
+    const JOBS: usize = 60;
+    const CLAIMERS: usize = 8;
+    let mut inserted = HashSet::new();
+    for n in 0..JOBS {
+        inserted.insert(insert(store.as_ref(), &format!("s{n}"), 3, n as Millis).await);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..CLAIMERS {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let worker = format!("claimer-{c}");
+            let mut mine = Vec::new();
+            while let Some(job) = store.claim(&worker, 1_000).await.unwrap() {
+                assert_eq!(job.locked_by.as_deref(), Some(worker.as_str()));
+                mine.push(job.id);
+            }
+            mine
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(mine) = tasks.join_next().await {
+        claimed.extend(mine.unwrap());
+    }
+    let unique: HashSet<_> = claimed.iter().cloned().collect();
+    assert_eq!(claimed.len(), JOBS, "every job claimed exactly once");
+    assert_eq!(unique, inserted);
+    for id in &inserted {
+        let job = get(store.as_ref(), id).await;
+        assert_eq!(
+            (job.status, job.attempts),
+            (JobStatus::Processing, 1),
+            "{id}"
+        );
+    }
+}
+
+pub async fn heartbeat_only_for_the_holder(store: &dyn JobStore) {
+    let id = insert(store, "a", 3, 1_000).await;
+    claim(store, "w1", 2_000).await;
+    assert!(store.heartbeat(&id, "w1", 3_000).await.unwrap());
+    assert_eq!(get(store, &id).await.locked_at, Some(3_000));
+    assert!(!store.heartbeat(&id, "w2", 4_000).await.unwrap());
+    let job = get(store, &id).await;
+    assert_eq!(
+        (job.locked_by.as_deref(), job.locked_at),
+        (Some("w1"), Some(3_000))
+    );
+    assert!(
+        !store
+            .heartbeat(&JobId::generate(), "w1", 4_000)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn complete_is_fenced_and_happens_once(store: &dyn JobStore) {
+    let id = insert(store, "a", 3, 1_000).await;
+    let job = claim(store, "w1", 2_000).await;
+    let media = media_for(&job, 2_500);
+
+    assert!(
+        !store.complete(&id, "w2", &media, 3_000).await.unwrap(),
+        "not the holder"
+    );
+    assert_eq!(
+        store.get_media(&media.id).await.unwrap(),
+        None,
+        "no media written"
+    );
+    assert!(store.list_media("gallery", "a").await.unwrap().is_empty());
+    assert_eq!(get(store, &id).await.status, JobStatus::Processing);
+
+    assert!(store.complete(&id, "w1", &media, 3_000).await.unwrap());
+    let done = get(store, &id).await;
+    assert_eq!(done.status, JobStatus::Complete);
+    assert_eq!(done.media_id.as_ref(), Some(&media.id));
+    assert_eq!((done.locked_by, done.locked_at), (None, None));
+    assert_eq!(done.updated_at, 3_000);
+    assert_eq!(
+        store.get_media(&media.id).await.unwrap().as_ref(),
+        Some(&media)
+    );
+    assert!(
+        !store.heartbeat(&id, "w1", 3_500).await.unwrap(),
+        "no claim after completion"
+    );
+
+    let again = media_for(&job, 4_000);
+    assert!(
+        !store.complete(&id, "w1", &again, 4_000).await.unwrap(),
+        "completed once only"
+    );
+    assert_eq!(store.get_media(&again.id).await.unwrap(), None);
+    assert_eq!(
+        store.list_media("gallery", "a").await.unwrap(),
+        vec![media.clone()]
+    );
+    assert_eq!(get(store, &id).await.media_id, Some(media.id));
+}
+
+pub async fn fail_is_fenced(store: &dyn JobStore) {
+    let id = insert(store, "a", 3, 1_000).await;
+    claim(store, "w1", 2_000).await;
+    assert!(!store.fail(&id, "w2", "not mine", 3_000).await.unwrap());
+    assert_eq!(get(store, &id).await.status, JobStatus::Processing);
+
+    assert!(
+        store
+            .fail(&id, "w1", "the bytes do not decode", 3_000)
+            .await
+            .unwrap()
+    );
+    let job = get(store, &id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.as_deref(), Some("the bytes do not decode"));
+    assert_eq!((job.locked_by, job.locked_at), (None, None));
+    assert_eq!(job.attempts, 1);
+
+    assert!(
+        !store.fail(&id, "w1", "twice", 4_000).await.unwrap(),
+        "already ended"
+    );
+    assert!(
+        !store.retry(&id, "w1", "later", 9_000, 4_000).await.unwrap(),
+        "already ended"
+    );
+    assert_eq!(get(store, &id).await.status, JobStatus::Failed);
+    assert_eq!(
+        store.claim("w3", 100_000).await.unwrap(),
+        None,
+        "a FAILED job is not claimed"
+    );
+}
+
+pub async fn retry_is_fenced_and_delays_the_job(store: &dyn JobStore) {
+    let id = insert(store, "a", 3, 1_000).await;
+    claim(store, "w1", 2_000).await;
+    assert!(
+        !store
+            .retry(&id, "w2", "not mine", 9_000, 3_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(store, &id).await.status, JobStatus::Processing);
+
+    assert!(
+        store
+            .retry(&id, "w1", "storage unreachable", 9_000, 3_000)
+            .await
+            .unwrap()
+    );
+    let job = get(store, &id).await;
+    assert_eq!(job.status, JobStatus::Pending);
+    assert_eq!(job.run_at, 9_000);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("storage unreachable"),
+        "the last failure is kept"
+    );
+    assert_eq!((job.locked_by, job.locked_at), (None, None));
+    assert_eq!(job.attempts, 1);
+    assert_eq!(store.next_run_at().await.unwrap(), Some(9_000));
+
+    assert!(
+        !store.heartbeat(&id, "w1", 3_500).await.unwrap(),
+        "the claim is given back"
+    );
+    assert_eq!(
+        store.claim("w2", 8_999).await.unwrap(),
+        None,
+        "not due before run_at"
+    );
+    let again = claim(store, "w2", 9_000).await;
+    assert_eq!((again.id, again.attempts), (id, 2));
+    assert_eq!(again.locked_by.as_deref(), Some("w2"));
+}
+
+pub async fn rescue_takes_back_stale_claims_only(store: &dyn JobStore) {
+    let stale = insert(store, "stale", 3, 100).await;
+    let exhausted = insert(store, "exhausted", 1, 200).await;
+    let beating = insert(store, "beating", 3, 300).await;
+    let fresh = insert(store, "fresh", 3, 400).await;
+    let waiting = insert(store, "waiting", 3, 500).await;
+    assert_eq!(claim(store, "w1", 1_000).await.id, stale);
+    assert_eq!(claim(store, "w2", 1_000).await.id, exhausted);
+    assert_eq!(claim(store, "w3", 1_000).await.id, beating);
+    assert!(store.heartbeat(&beating, "w3", 6_000).await.unwrap());
+    assert_eq!(claim(store, "w4", 9_000).await.id, fresh);
+
+    // Claims not refreshed since before 5 000 are stale at 10 000.
+    assert_eq!(store.rescue_stale(5_000, 10_000).await.unwrap(), 2);
+
+    let job = get(store, &stale).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Pending,
+        "an attempt is left: back to the queue"
+    );
+    assert_eq!((job.locked_by, job.locked_at), (None, None));
+    assert!(job.run_at <= 10_000, "due at once, run_at = {}", job.run_at);
+    assert_eq!(job.attempts, 1);
+
+    let job = get(store, &exhausted).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Failed,
+        "attempts >= max_attempts: given up"
+    );
+    assert!(
+        job.error.as_deref().is_some_and(|e| !e.is_empty()),
+        "{job:?}"
+    );
+    assert_eq!((job.locked_by, job.locked_at), (None, None));
+
+    for (id, worker) in [(&beating, "w3"), (&fresh, "w4")] {
+        let job = get(store, id).await;
+        assert_eq!(
+            job.status,
+            JobStatus::Processing,
+            "{worker}'s claim is alive"
+        );
+        assert_eq!(job.locked_by.as_deref(), Some(worker));
+    }
+    assert_eq!(
+        get(store, &waiting).await.status,
+        JobStatus::Pending,
+        "untouched"
+    );
+
+    // The old holder lost its claim: nothing it reports changes the job.
+    let old = get(store, &stale).await;
+    let media = media_for(&old, 10_500);
+    assert!(!store.heartbeat(&stale, "w1", 10_500).await.unwrap());
+    assert!(!store.complete(&stale, "w1", &media, 10_500).await.unwrap());
+    assert!(!store.fail(&stale, "w1", "late", 10_500).await.unwrap());
+    assert!(
+        !store
+            .retry(&stale, "w1", "late", 20_000, 10_500)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_media(&media.id).await.unwrap(), None);
+    assert!(
+        !store
+            .complete(&exhausted, "w2", &media, 10_500)
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(store, &stale).await.status, JobStatus::Pending);
+
+    // Another worker takes it (after the job that was due earlier), as its second attempt, and
+    // finishes it.
+    assert_eq!(claim(store, "w5", 11_000).await.id, waiting);
+    let retaken = claim(store, "w5", 11_000).await;
+    assert_eq!((retaken.id.clone(), retaken.attempts), (stale.clone(), 2));
+    assert!(
+        store
+            .complete(&stale, "w5", &media_for(&retaken, 12_000), 12_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.rescue_stale(5_000, 12_000).await.unwrap(),
+        0,
+        "nothing stale is left"
+    );
+}
+
+pub async fn list_media_is_newest_first(store: &dyn JobStore) {
+    let mut made = Vec::new();
+    for (source_id, created_at) in [("a", 1_000), ("a", 3_000), ("b", 4_000), ("a", 2_000)] {
+        let id = insert(store, source_id, 3, created_at).await;
+        let job = claim(store, "w1", created_at).await;
+        let media = media_for(&job, created_at);
+        assert!(store.complete(&id, "w1", &media, created_at).await.unwrap());
+        made.push(media);
+    }
+    let ids = |list: Vec<Media>| list.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_media("gallery", "a").await.unwrap()),
+        [&made[1], &made[3], &made[0]].map(|m| m.id.clone()),
+    );
+    assert_eq!(
+        ids(store.list_media("gallery", "b").await.unwrap()),
+        [made[2].id.clone()]
+    );
+    assert!(
+        store.list_media("avatar", "a").await.unwrap().is_empty(),
+        "other source type"
+    );
+    assert!(store.list_media("gallery", "c").await.unwrap().is_empty());
+}
+
+pub async fn delete_media_once(store: &dyn JobStore) {
+    let id = insert(store, "a", 3, 1_000).await;
+    let job = claim(store, "w1", 1_000).await;
+    let media = media_for(&job, 1_000);
+    assert!(store.complete(&id, "w1", &media, 1_000).await.unwrap());
+
+    assert!(store.delete_media(&media.id).await.unwrap());
+    assert_eq!(store.get_media(&media.id).await.unwrap(), None);
+    assert!(store.list_media("gallery", "a").await.unwrap().is_empty());
+    assert!(
+        !store.delete_media(&media.id).await.unwrap(),
+        "already gone"
+    );
+    assert!(
+        !store.delete_media(&MediaId::generate()).await.unwrap(),
+        "never existed"
+    );
+}
+
+pub async fn insert_wakes_workers(store: &dyn JobStore) {
+    let mut wake_ups = store.wake_ups();
+    wake_ups.borrow_and_update();
+    assert!(!wake_ups.has_changed().unwrap());
+    insert(store, "a", 3, 1_000).await;
+    assert!(
+        wake_ups.has_changed().unwrap(),
+        "an insert must wake idle workers"
+    );
+    wake_ups.borrow_and_update();
+    // `changed()` resolves at once for a pending change; the timeout only guards a regression.
+    insert(store, "b", 3, 2_000).await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), wake_ups.changed())
+        .await
+        .expect("no wake-up after an insert")
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite: one database file per test
+// ---------------------------------------------------------------------------------------------
+
+async fn sqlite() -> (TempDir, SqliteJobStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/q.db", dir.path().display());
+    let store = SqliteJobStore::connect(&url).await.unwrap();
+    (dir, store)
+}
+
+macro_rules! sqlite_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (_dir, store) = super::sqlite().await;
+                    super::$name(&store).await;
+                }
+            )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_claimers_take_each_job_once() {
+                let (_dir, store) = super::sqlite().await;
+                super::concurrent_claimers_take_each_job_once(std::sync::Arc::new(store)).await;
+            }
+        }
+    };
+}
+
+sqlite_tests!(
+    insert_then_get_is_pending,
+    claim_takes_the_oldest_due_job,
+    heartbeat_only_for_the_holder,
+    complete_is_fenced_and_happens_once,
+    fail_is_fenced,
+    retry_is_fenced_and_delays_the_job,
+    rescue_takes_back_stale_claims_only,
+    list_media_is_newest_first,
+    delete_media_once,
+    insert_wakes_workers,
+);

@@ -1,0 +1,174 @@
+//! `GET /image-pipeline/status/:jobId` in every state, and the worker's outcomes behind them.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use ximagepipeline::queue::now_ms;
+
+use crate::common::{TestServer, corpus_bytes, png, webp_size};
+
+#[tokio::test]
+async fn unknown_job_is_404() {
+    let server = TestServer::start().await;
+    let got = server.get("/image-pipeline/status/nope").await;
+    assert_eq!(
+        got,
+        (
+            StatusCode::NOT_FOUND,
+            json!({"error": "Job not found", "code": "JOB_NOT_FOUND"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn processing_job_is_202() {
+    let server = TestServer::start().await;
+    let (_, body) = server.upload(png(16, 16), "avatar", "u1").await;
+    let job = server
+        .pipeline
+        .jobs()
+        .claim("w", now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.id.as_str(), body["jobId"]);
+    let got = server
+        .get(&format!("/image-pipeline/status/{}", job.id))
+        .await;
+    assert_eq!(
+        got,
+        (
+            StatusCode::ACCEPTED,
+            json!({"jobId": job.id.as_str(), "status": "PROCESSING"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn complete_job_has_media_with_absolute_urls_and_sizes() {
+    let server = TestServer::start().await;
+    // 1200×800 → 3:2; gallery makes md (640 wide) and keeps lg/xl at the image's own size.
+    let (code, body) = server.process(png(1200, 800), "gallery").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "COMPLETE");
+    let media = &body["media"];
+    assert!(media["id"].as_str().unwrap().starts_with("med_"));
+    assert_eq!(media["sourceType"], "gallery");
+    assert_eq!(media["sourceId"], "it-1");
+    assert_eq!(
+        (media["width"].as_u64(), media["height"].as_u64()),
+        (Some(1200), Some(800))
+    );
+    assert_eq!(media["aspectRatio"], "3:2");
+    assert_eq!(
+        media["blurhash"].as_str().unwrap().len(),
+        28,
+        "4×3 components give 28 characters"
+    );
+    let expected = [("md", 640, 427), ("lg", 1200, 800), ("xl", 1200, 800)];
+    let urls = media["urls"].as_object().unwrap();
+    assert_eq!(urls.len(), expected.len());
+    for (name, w, h) in expected {
+        let url = urls[name].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{}/files/media/gallery/it-1/", server.url)),
+            "{url}"
+        );
+        let bytes = server
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(webp_size(&bytes), (w, h), "{name}");
+    }
+    let original = media["originalUrl"].as_str().unwrap();
+    assert!(original.ends_with("/original.png"), "{original}");
+    let bytes = server
+        .client
+        .get(original)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let decoded = image::load_from_memory(&bytes).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (1200, 800));
+    // The staging object is gone; only the media's objects remain.
+    let keys = server.stored_keys();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(keys.iter().all(|k| !k.starts_with("staging/")), "{keys:?}");
+}
+
+#[tokio::test]
+async fn undecodable_upload_fails_at_once_with_a_reason() {
+    let server = TestServer::start().await;
+    let (code, body) = server
+        .process(corpus_bytes("invalid/truncated_40pct.jpg"), "avatar")
+        .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["status"], "FAILED");
+    assert_eq!(body["attempts"], 1, "a permanent failure is not retried");
+    assert!(
+        body["error"].as_str().unwrap().contains("truncated"),
+        "{body}"
+    );
+    assert_eq!(
+        server.stored_keys(),
+        Vec::<String>::new(),
+        "staging removed"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_fail_after_max_attempts() {
+    let server =
+        TestServer::start_with("[worker]\nretry_base_delay_secs = 0\nmax_attempts = 3").await;
+    let (_, body) = server.upload(png(64, 64), "avatar", "u1").await;
+    let job = body["jobId"].as_str().unwrap();
+    // Storage for results refuses writes: a plain file where the media folder should be.
+    std::fs::write(server.dir.path().join("data/objects/media"), b"x").unwrap();
+    assert_eq!(server.drain().await, 3, "three attempts");
+    let (code, body) = server.get(&format!("/image-pipeline/status/{job}")).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["attempts"], 3);
+    assert!(
+        body["error"].as_str().unwrap().contains("could not store"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn transient_failure_then_recovery_completes_once() {
+    let server = TestServer::start_with("[worker]\nretry_base_delay_secs = 0").await;
+    let (_, body) = server.upload(png(64, 64), "avatar", "u1").await;
+    let job = body["jobId"].as_str().unwrap();
+    let blocker = server.dir.path().join("data/objects/media");
+    std::fs::write(&blocker, b"x").unwrap();
+    let claimed = server
+        .pipeline
+        .jobs()
+        .claim("w1", now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    ximagepipeline::worker::claim::run_job(&server.pipeline, "w1", claimed).await;
+    let (code, body) = server.get(&format!("/image-pipeline/status/{job}")).await;
+    assert_eq!(
+        (code, &body["status"]),
+        (StatusCode::ACCEPTED, &json!("PENDING")),
+        "{body}"
+    );
+    std::fs::remove_file(&blocker).unwrap();
+    assert_eq!(server.drain().await, 1);
+    let (code, body) = server.get(&format!("/image-pipeline/status/{job}")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let listed = server
+        .get("/image-pipeline/media?sourceType=avatar&sourceId=u1")
+        .await
+        .1;
+    assert_eq!(listed["media"].as_array().unwrap().len(), 1);
+}
