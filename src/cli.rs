@@ -92,31 +92,23 @@ fn load_config(common: &CommonArgs, listen: Option<&str>) -> anyhow::Result<Conf
     )?)
 }
 
-/// Cancels the token on Ctrl-C or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
+/// Cancels the token on Ctrl-C or SIGTERM. The handlers are installed before this returns, so
+/// a signal that arrives during start-up still shuts down cleanly.
+fn shutdown_on_signal() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
     let cancel = token.clone();
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
         tokio::select! {
-            _ = ctrl_c => {}
-            () = term => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
         tracing::info!("shutting down: finishing the jobs in hand");
         cancel.cancel();
     });
-    token
+    Ok(token)
 }
 
 async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -126,7 +118,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     config.listen = listener.local_addr()?;
     let pipeline = ImagePipeline::open(config).await?;
-    let shutdown = shutdown_on_signal();
+    let shutdown = shutdown_on_signal()?;
     let workers = (!args.no_worker).then(|| pipeline.start_workers(shutdown.clone()));
     let addr = pipeline.config().listen;
     tracing::info!(%addr, "listening");
@@ -143,7 +135,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_worker(args: CommonArgs) -> anyhow::Result<ExitCode> {
     let pipeline = ImagePipeline::open(load_config(&args, None)?).await?;
-    let shutdown = shutdown_on_signal();
+    let shutdown = shutdown_on_signal()?;
     pipeline.start_workers(shutdown).join().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,9 @@ CREATE TABLE jobs (
     mime_type          TEXT NOT NULL,
     file_size          INTEGER NOT NULL,
     media_id           TEXT,
+    -- The media id the latest attempt stores under, so a later attempt can remove what a
+    -- crashed one left behind.
+    attempt_media_id   TEXT,
     attempts           INTEGER NOT NULL DEFAULT 0,
     max_attempts       INTEGER NOT NULL CHECK (max_attempts >= 1),
     error              TEXT,

@@ -159,6 +159,8 @@ pub struct Job {
     pub file_size: i64,
     /// The media made, once COMPLETE.
     pub media_id: Option<MediaId>,
+    /// The media id the latest attempt stored its objects under (see [`JobStore::start_attempt`]).
+    pub attempt_media_id: Option<MediaId>,
     /// Attempts started so far.
     pub attempts: u32,
     /// Attempts allowed.
@@ -257,6 +259,15 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Claims the oldest due PENDING job for `worker`: PROCESSING, `attempts + 1`, locked now.
     async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError>;
+
+    /// Records the media id this attempt will store objects under, while `worker` holds the
+    /// claim; a later attempt finds it in [`Job::attempt_media_id`] and removes those objects.
+    async fn start_attempt(
+        &self,
+        id: &JobId,
+        worker: &str,
+        media_id: &MediaId,
+    ) -> Result<bool, QueueError>;
 
     /// Refreshes the claim; `false` when `worker` no longer holds it.
     async fn heartbeat(&self, id: &JobId, worker: &str, now: Millis) -> Result<bool, QueueError>;

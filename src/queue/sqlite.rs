@@ -67,6 +67,9 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, QueueError> {
         media_id: row
             .try_get::<Option<String>, _>("media_id")?
             .map(MediaId::from_string),
+        attempt_media_id: row
+            .try_get::<Option<String>, _>("attempt_media_id")?
+            .map(MediaId::from_string),
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
         error: row.try_get("error")?,
@@ -151,6 +154,24 @@ impl JobStore for SqliteJobStore {
         .await?;
         tx.commit().await?;
         row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn start_attempt(
+        &self,
+        id: &JobId,
+        worker: &str,
+        media_id: &MediaId,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET attempt_media_id = ?3
+             WHERE id = ?1 AND locked_by = ?2 AND status = 'PROCESSING'",
+        )
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(media_id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn heartbeat(&self, id: &JobId, worker: &str, now: Millis) -> Result<bool, QueueError> {

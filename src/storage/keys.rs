@@ -50,6 +50,19 @@ impl Keys {
         )
     }
 
+    /// The folders (variants, original) that hold every object of one media id.
+    pub fn media_folders(
+        &self,
+        source_type: &str,
+        source_id: &str,
+        media: &MediaId,
+    ) -> [String; 2] {
+        [
+            format!("{}/{source_type}/{source_id}/{media}", self.media),
+            format!("{}/{source_type}/{source_id}/{media}", self.originals),
+        ]
+    }
+
     /// The job id a staging key names, if it is one.
     pub fn job_of_staging_key(&self, key: &str) -> Option<JobId> {
         let id = key.strip_prefix(&self.staging)?.strip_prefix('/')?;

@@ -155,6 +155,17 @@ impl Storage {
         }
     }
 
+    /// Deletes every object under `prefix`.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the store fails.
+    pub async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
+        for object in self.list(prefix).await? {
+            self.delete(&object.key).await?;
+        }
+        Ok(())
+    }
+
     /// Every object under `prefix`.
     ///
     /// # Errors

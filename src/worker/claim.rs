@@ -88,7 +88,7 @@ pub async fn run_job(pipeline: &ImagePipeline, worker: &str, job: Job) {
 
 async fn run_job_in_span(pipeline: &ImagePipeline, worker: &str, job: Job) {
     let started = std::time::Instant::now();
-    let attempt = attempt(pipeline, &job);
+    let attempt = attempt(pipeline, worker, &job);
     tokio::pin!(attempt);
     let mut beat = tokio::time::interval(pipeline.config().worker.heartbeat_interval);
     beat.tick().await;
@@ -117,8 +117,9 @@ async fn run_job_in_span(pipeline: &ImagePipeline, worker: &str, job: Job) {
                 remove(pipeline, media.keys()).await;
             }
             Err(e) => {
+                // The commit may have happened; the objects stay. If it did not, the next
+                // attempt removes them through `attempt_media_id`.
                 tracing::warn!(error = %e, "could not record completion; will retry");
-                remove(pipeline, media.keys()).await;
                 give_back(pipeline, worker, &job, &Failure::transient(e.to_string())).await;
             }
         },
@@ -159,7 +160,33 @@ async fn give_back(pipeline: &ImagePipeline, worker: &str, job: &Job, failure: &
 }
 
 /// One attempt: read the staged upload, process it, store every object, describe the media.
-async fn attempt(pipeline: &ImagePipeline, job: &Job) -> Result<Media, Failure> {
+async fn attempt(pipeline: &ImagePipeline, worker: &str, job: &Job) -> Result<Media, Failure> {
+    let storage = pipeline.storage();
+    if let Some(previous) = &job.attempt_media_id {
+        // An earlier attempt died after storing some objects: remove them first.
+        for folder in storage
+            .keys()
+            .media_folders(&job.source_type, &job.source_id, previous)
+        {
+            storage.delete_all(&folder).await.map_err(|e| {
+                Failure::transient(format!("could not clean up an earlier attempt: {e}"))
+            })?;
+        }
+    }
+    let media_id = MediaId::generate();
+    match pipeline
+        .jobs()
+        .start_attempt(&job.id, worker, &media_id)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Failure::transient(
+                "the claim was lost before processing began",
+            ));
+        }
+        Err(e) => return Err(Failure::transient(e.to_string())),
+    }
     let bytes = pipeline
         .storage()
         .get(&job.staging_key)
@@ -187,18 +214,18 @@ async fn attempt(pipeline: &ImagePipeline, job: &Job) -> Result<Media, Failure> 
             message: e.to_string(),
             permanent: e.is_permanent(),
         })?;
-    store(pipeline, job, processed).await
+    store(pipeline, job, media_id, processed).await
 }
 
 /// Writes the variants and the original under a fresh media id; on failure removes them again.
 async fn store(
     pipeline: &ImagePipeline,
     job: &Job,
+    media_id: MediaId,
     processed: Processed,
 ) -> Result<Media, Failure> {
     let storage = pipeline.storage();
     let keys = storage.keys();
-    let media_id = MediaId::generate();
     let (st, sid) = (job.source_type.as_str(), job.source_id.as_str());
     let mut writes: Vec<(String, Bytes)> = Vec::new();
     let mut variants = Vec::new();

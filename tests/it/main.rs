@@ -9,3 +9,4 @@ mod processes;
 mod queue;
 mod status;
 mod upload;
+mod worker;

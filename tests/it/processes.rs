@@ -66,6 +66,7 @@ impl Env {
             .arg(self.data_dir())
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

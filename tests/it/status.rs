@@ -136,7 +136,10 @@ async fn transient_failures_are_retried_then_fail_after_max_attempts() {
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["attempts"], 3);
     assert!(
-        body["error"].as_str().unwrap().contains("could not store"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("object storage error"),
         "{body}"
     );
 }

@@ -1,0 +1,102 @@
+//! Worker-side maintenance and the pool's wake-up: orphaned staging objects are swept, live
+//! ones kept; a queued job is picked up by an idle pool without waiting for a poll.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio_util::sync::CancellationToken;
+use ximagepipeline::worker::rescue;
+
+use crate::common::{TestServer, png};
+
+#[tokio::test]
+async fn orphaned_staging_objects_are_swept_and_live_ones_kept() {
+    let server = TestServer::start_with("[worker]\nstaging_grace_secs = 0").await;
+    let (_, body) = server.upload(png(8, 8), "avatar", "u1").await;
+    let live = format!("staging/{}", body["jobId"].as_str().unwrap());
+    let storage = server.pipeline.storage();
+    storage
+        .put("staging/crashed-before-insert", vec![1, 2, 3].into())
+        .await
+        .unwrap();
+    rescue::orphaned_staging(&server.pipeline).await;
+    assert_eq!(server.stored_keys(), [live]);
+}
+
+#[tokio::test]
+async fn an_idle_pool_is_woken_by_a_new_job() {
+    // The safety-net poll is an hour: only the wake-up can make the job run in time.
+    let server = TestServer::start_with("[worker]\nidle_poll_secs = 3600\nconcurrency = 1").await;
+    let shutdown = CancellationToken::new();
+    let pool = server.pipeline.start_workers(shutdown.clone());
+    let (_, body) = server.upload(png(32, 32), "avatar", "u1").await;
+    let status_path = format!("/image-pipeline/status/{}", body["jobId"].as_str().unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = server.get(&status_path).await;
+        if code == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not picked up: {body}"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    pool.join().await;
+}
+
+#[tokio::test]
+async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
+    use ximagepipeline::MediaId;
+    use ximagepipeline::queue::now_ms;
+
+    let server = TestServer::start().await;
+    let (_, body) = server.upload(png(80, 80), "avatar", "u1").await;
+    let jobs = server.pipeline.jobs();
+    // A worker claims the job, starts storing under its media id, then dies.
+    let job = jobs.claim("dead-worker", now_ms()).await.unwrap().unwrap();
+    let dead_media = MediaId::generate();
+    assert!(
+        jobs.start_attempt(&job.id, "dead-worker", &dead_media)
+            .await
+            .unwrap()
+    );
+    let storage = server.pipeline.storage();
+    let keys = storage.keys();
+    storage
+        .put(
+            &keys.variant("avatar", "u1", &dead_media, "xs"),
+            vec![0; 10].into(),
+        )
+        .await
+        .unwrap();
+    storage
+        .put(
+            &keys.original("avatar", "u1", &dead_media, "png"),
+            vec![0; 10].into(),
+        )
+        .await
+        .unwrap();
+    // Its claim goes stale and is taken back; the next attempt completes the job.
+    let stale_before = now_ms() + 1;
+    assert_eq!(jobs.rescue_stale(stale_before, now_ms()).await.unwrap(), 1);
+    assert_eq!(server.drain().await, 1);
+    let (code, status) = server
+        .get(&format!(
+            "/image-pipeline/status/{}",
+            body["jobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{status}");
+    let media_id = status["media"]["id"].as_str().unwrap();
+    let stored = server.stored_keys();
+    assert_eq!(
+        stored.len(),
+        3,
+        "xs, sm and the original of one media: {stored:?}"
+    );
+    assert!(stored.iter().all(|k| k.contains(media_id)), "{stored:?}");
+}
