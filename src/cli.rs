@@ -208,7 +208,7 @@ fn process_file(
         .transpose()?;
     Ok(json!({
         "file": file,
-        "format": processed.format.extension(),
+        "format": processed.format.name().to_ascii_lowercase(),
         "width": processed.width,
         "height": processed.height,
         "aspectRatio": processed.aspect_ratio,

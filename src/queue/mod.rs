@@ -217,7 +217,7 @@ pub struct Media {
     pub aspect_ratio: String,
     /// Blurhash placeholder.
     pub blurhash: String,
-    /// Input format, e.g. `jpeg`.
+    /// Input format in lower case: `jpeg`, `png`, `webp`, `gif`, ...
     pub format: String,
     /// When it was recorded.
     pub created_at: Millis,

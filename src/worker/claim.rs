@@ -257,7 +257,7 @@ async fn store(
         height: processed.height,
         aspect_ratio: processed.aspect_ratio,
         blurhash: processed.blurhash,
-        format: processed.format.extension().to_owned(),
+        format: processed.format.name().to_ascii_lowercase(),
         created_at: now_ms(),
     };
     let puts = writes

@@ -109,10 +109,18 @@ fn check_processed(line: &Value, file: &Path, out: &Path) {
         );
         expected.insert(file_name);
     }
-    let ext = line["format"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no format: {line}"));
-    let original = format!("original.{ext}");
+    let original_path = std::path::PathBuf::from(
+        line["original"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no original: {line}")),
+    );
+    assert_eq!(original_path.parent(), Some(dir.as_path()));
+    let original = original_path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(original.starts_with("original."), "{original}");
     let original_bytes = std::fs::read(dir.join(&original))
         .unwrap_or_else(|e| panic!("{}/{original}: {e}", dir.display()));
     assert!(!original_bytes.is_empty());
