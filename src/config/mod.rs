@@ -87,6 +87,8 @@ pub struct WorkerConfig {
     pub staging_grace: Duration,
     /// How long shutdown waits for jobs in hand.
     pub shutdown_timeout: Duration,
+    /// Longest time the pixel work of one job may take before it ends FAILED.
+    pub job_timeout: Duration,
 }
 
 /// Where objects are kept.
@@ -349,6 +351,7 @@ impl Config {
                 idle_poll: secs(w.idle_poll_secs.max(1)),
                 staging_grace: secs(w.staging_grace_secs),
                 shutdown_timeout: secs(w.shutdown_timeout_secs),
+                job_timeout: secs(w.job_timeout_secs.max(1)),
             },
         })
     }

@@ -207,8 +207,17 @@ async fn attempt(pipeline: &ImagePipeline, worker: &str, job: &Job) -> Result<Me
             ))
         })?;
     let limits = pipeline.config().limits;
-    let processed = tokio::task::spawn_blocking(move || pipeline::process(&bytes, &spec, &limits))
+    let timeout = pipeline.config().worker.job_timeout;
+    let work = tokio::task::spawn_blocking(move || pipeline::process(&bytes, &spec, &limits));
+    // On timeout the thread cannot be stopped; its result is dropped when it ends.
+    let processed = tokio::time::timeout(timeout, work)
         .await
+        .map_err(|_| {
+            Failure::permanent(format!(
+                "processing took longer than the {}-second limit",
+                timeout.as_secs()
+            ))
+        })?
         .map_err(|e| Failure::permanent(format!("processing crashed: {e}")))?
         .map_err(|e| Failure {
             message: e.to_string(),
