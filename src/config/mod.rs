@@ -134,8 +134,18 @@ pub struct Config {
     pub worker: WorkerConfig,
 }
 
-/// MIME types the pipeline can read today.
-pub const SUPPORTED_MIME_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp", "image/gif"];
+/// MIME types this build can read (AVIF and HEIC need the `heif` feature).
+pub const SUPPORTED_MIME_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/tiff",
+    #[cfg(feature = "heif")]
+    "image/avif",
+    #[cfg(feature = "heif")]
+    "image/heic",
+];
 
 impl Config {
     /// Loads defaults, then `file`, then `XIP_*` variables from `env`, then `flags`, and validates.

@@ -2,9 +2,10 @@
 //!
 //! Sizes come from the container walkers (`super::container`), which read only headers, so a
 //! 4-gigapixel bomb of a few bytes is refused in microseconds, and a prefix of the file is
-//! enough. Formats this build cannot read are refused here too.
+//! enough. HEIF/AVIF sizes are the primary item's `ispe` (from `super::isobmff`), TIFF's the
+//! first IFD's (from `super::tiff`).
 
-use super::{ImageFormat, Limits, PipelineError, container};
+use super::{ImageFormat, Limits, PipelineError, container, isobmff, tiff};
 
 /// Reads the stored width and height from the header and checks them against `limits`.
 ///
@@ -12,7 +13,7 @@ use super::{ImageFormat, Limits, PipelineError, container};
 ///
 /// # Errors
 /// `Corrupt` when the header is malformed, `Truncated` when the bytes end before the size,
-/// `UnsupportedFormat` for AVIF/HEIC/TIFF, `TooManyPixels` when over a limit.
+/// `TooManyPixels` when over a limit.
 pub fn check_header(
     bytes: &[u8],
     format: ImageFormat,
@@ -43,11 +44,27 @@ pub fn check_header(
             }
             layout.screen
         }
-        ImageFormat::Avif | ImageFormat::Heic | ImageFormat::Tiff => {
-            return Err(PipelineError::UnsupportedFormat {
-                mime: format.mime(),
-            });
-        }
+        ImageFormat::Avif | ImageFormat::Heic => match isobmff::layout(bytes) {
+            Ok(layout) => {
+                // The coded size (ispe) is what a decoder allocates; report the cropped one.
+                let (width, height) = layout
+                    .size
+                    .ok_or_else(|| corrupt("the primary image has no size (ispe) property"))?;
+                check(width, height, limits)?;
+                layout.image_size().unwrap_or((width, height))
+            }
+            Err(reason) if reason.starts_with("file ends") => {
+                return Err(PipelineError::Truncated { format });
+            }
+            Err(reason) => return Err(corrupt(reason)),
+        },
+        ImageFormat::Tiff => match tiff::header(bytes) {
+            Ok(header) => header.size,
+            Err(reason) if reason.starts_with("the file ends") => {
+                return Err(PipelineError::Truncated { format });
+            }
+            Err(reason) => return Err(corrupt(reason)),
+        },
     };
     if width == 0 || height == 0 {
         return Err(corrupt(&format!(

@@ -1,25 +1,33 @@
 //! The image pipeline: bytes in, WebP variants + stripped original + facts out.
 //!
 //! Steps, in order (each a small module exporting a verb):
-//! sniff::detect -> limits::check_header -> decode::first_frame -> orient::apply
-//! -> resize::all (largest first, never enlarge) -> encode::webp_all -> blurhash::of -> strip::metadata
+//! sniff::detect -> limits::check_header -> decode::first_frame (colour::to_srgb inside)
+//! -> orient::apply -> resize::all (largest first, never enlarge) -> encode::webp_all
+//! -> blurhash::of -> strip::metadata
 //!
-//! `container` holds the byte-level walkers (JPEG markers, PNG chunks, GIF blocks, RIFF) that
-//! `limits`, `decode` and `strip` share; none of them decodes a pixel.
+//! `container` (JPEG markers, PNG chunks, GIF blocks, RIFF), `isobmff` (HEIF/AVIF boxes) and
+//! `tiff` (IFDs) are the byte-level walkers that `limits`, `decode` and `strip` share; none of
+//! them decodes a pixel. `heif` wraps libheif; `gif_lzw` re-codes GIF frames for `strip`.
 //!
 //! This module knows nothing of HTTP, queues or storage. It is synchronous and CPU-bound:
 //! callers run it on a blocking thread. Decoder panics are caught here and become
 //! `PipelineError::Panicked`.
 
 pub mod blurhash;
+pub mod colour;
 pub mod container;
 pub mod decode;
 pub mod encode;
+pub mod gif_lzw;
+#[cfg(feature = "heif")]
+pub mod heif;
+pub mod isobmff;
 pub mod limits;
 pub mod orient;
 pub mod resize;
 pub mod sniff;
 pub mod strip;
+pub mod tiff;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -247,6 +255,16 @@ pub enum PipelineError {
         /// The sniffed format.
         format: ImageFormat,
     },
+    /// An animation has more frames than the pipeline will walk to clean the original.
+    #[error("{format} has {frames} frames, over the {limit}-frame limit")]
+    TooManyFrames {
+        /// The sniffed format.
+        format: ImageFormat,
+        /// How many frames the file has.
+        frames: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Resizing failed (an internal error: sizes are checked before).
     #[error("resizing to {width}×{height} failed: {reason}")]
     Resize {
@@ -297,6 +315,7 @@ impl PipelineError {
             | Self::Corrupt { .. }
             | Self::Decode { .. }
             | Self::StripUnsupported { .. }
+            | Self::TooManyFrames { .. }
             | Self::Resize { .. }
             | Self::Blurhash(_)
             | Self::Panicked(_) => true,
@@ -311,8 +330,8 @@ impl PipelineError {
 /// it; never decodes pixels, so it is fast on decompression bombs.
 ///
 /// # Errors
-/// `Empty`, `NotAnImage`, `UnsupportedFormat` (SVG, BMP, and AVIF/HEIC/TIFF which this build
-/// cannot read), `Corrupt`/`Truncated` when the header is unreadable, `TooManyPixels`.
+/// `Empty`, `NotAnImage`, `UnsupportedFormat` (SVG, BMP, JPEG 2000, ...), `Corrupt`/`Truncated`
+/// when the header is unreadable, `TooManyPixels`.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
     let format = sniff::image_format(bytes)?;
     let (width, height) = limits::check_header(bytes, format, limits)?;
@@ -327,7 +346,8 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
 ///
 /// # Errors
 /// Everything `probe` returns, plus `Truncated`/`Corrupt`/`Decode` from decoding,
-/// `StripUnsupported` when the original must be kept but cannot be stripped, `Encode`, and
+/// `StripUnsupported` when the original must be kept but cannot be stripped (BigTIFF),
+/// `TooManyFrames` for GIFs with more frames than `strip` re-codes, `Encode`, and
 /// `Panicked` when a decoder crashed.
 pub fn process(
     bytes: &[u8],

@@ -9,7 +9,11 @@
 //!
 //! JPEG and GIF are rewritten from the `container` walkers (for JPEG this also catches
 //! metadata between progressive scans, which img-parts leaves inside its entropy data);
-//! PNG and WebP go through img-parts.
+//! PNG and WebP go through img-parts. GIF frames are re-coded (`gif_lzw`): same indices, new
+//! LZW bytes, so nothing hidden in the coded data survives. TIFF IFDs are cleaned in place
+//! (`tiff::strip`). HEIF/AVIF metadata items (`Exif`, `mime`/XMP) are overwritten in place
+//! with an empty orientation-1 EXIF block and an empty XMP packet padded with spaces: the
+//! item table and every offset stay valid, and orientation lives in `irot`/`imir` anyway.
 
 use image::metadata::Orientation;
 use img_parts::png::Png;
@@ -18,12 +22,16 @@ use img_parts::webp::WebP;
 use img_parts::{Bytes, ImageEXIF};
 
 use super::container::{self, End, GifBlockKind};
-use super::{ImageFormat, PipelineError};
+use super::{ImageFormat, PipelineError, gif_lzw, isobmff, tiff};
+
+/// The most GIF frames re-coded for one original; longer animations are refused rather than
+/// kept with frames that were not cleaned.
+pub const MAX_GIF_FRAMES: usize = 1000;
 
 /// Returns `bytes` without metadata; `orientation` is written back when it is not 1.
 ///
 /// # Errors
-/// `StripUnsupported` for formats this module cannot rewrite (AVIF, HEIC, TIFF);
+/// `StripUnsupported` for BigTIFF; `TooManyFrames` for GIFs over `MAX_GIF_FRAMES`;
 /// `Corrupt`/`Truncated` when the structure cannot be walked.
 pub fn metadata(
     bytes: &[u8],
@@ -36,11 +44,42 @@ pub fn metadata(
         ImageFormat::Jpeg => jpeg(bytes, orientation).map_err(|r| corrupt(r.to_owned())),
         ImageFormat::Png => png(bytes, orientation).map_err(corrupt),
         ImageFormat::Webp => webp(bytes, orientation).map_err(corrupt),
-        ImageFormat::Gif => gif(bytes).map_err(|r| corrupt(r.to_owned())),
-        ImageFormat::Avif | ImageFormat::Heic | ImageFormat::Tiff => {
-            Err(PipelineError::StripUnsupported { format })
+        ImageFormat::Gif => gif(bytes),
+        ImageFormat::Avif | ImageFormat::Heic => heif(bytes).map_err(|r| corrupt(r.to_owned())),
+        ImageFormat::Tiff => match tiff::strip(bytes) {
+            Ok(out) => Ok(out),
+            Err(reason) if reason.starts_with("BigTIFF") => {
+                Err(PipelineError::StripUnsupported { format })
+            }
+            Err(reason) => Err(corrupt(reason.to_owned())),
+        },
+    }
+}
+
+/// An XMP packet with no properties, written over XMP items.
+const EMPTY_XMP: &[u8] = b"<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"/>";
+
+fn heif(bytes: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let layout = isobmff::layout(bytes)?;
+    let mut out = bytes.to_vec();
+    for range in layout.exif {
+        // An EXIF item is a 4-byte offset to the TIFF header, then the TIFF data.
+        let mut payload = vec![0u8; 4];
+        payload.extend(minimal_exif(1));
+        let target = &mut out[range];
+        target.fill(0);
+        if payload.len() <= target.len() {
+            target[..payload.len()].copy_from_slice(&payload);
         }
     }
+    for range in layout.mime {
+        let target = &mut out[range];
+        target.fill(b' ');
+        if EMPTY_XMP.len() <= target.len() {
+            target[..EMPTY_XMP.len()].copy_from_slice(EMPTY_XMP);
+        }
+    }
+    Ok(out)
 }
 
 /// A big-endian TIFF header with one IFD holding only the Orientation tag (0x0112).
@@ -185,18 +224,39 @@ fn keep_gif_application(id: &[u8]) -> bool {
     matches!(id, b"NETSCAPE2.0" | b"ANIMEXTS1.0" | b"ICCRGBG1012")
 }
 
-fn gif(bytes: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let layout = container::gif(bytes, false)?;
+fn gif(bytes: &[u8]) -> Result<Vec<u8>, PipelineError> {
+    let format = ImageFormat::Gif;
+    let layout = container::gif(bytes, false).map_err(|reason| PipelineError::Corrupt {
+        format,
+        reason: reason.to_owned(),
+    })?;
     if !layout.first_frame_complete {
-        return Err("the GIF data ends inside its first image");
+        return Err(PipelineError::Truncated { format });
     }
+    let frames = layout
+        .blocks
+        .iter()
+        .filter(|b| b.kind == GifBlockKind::Image)
+        .count();
+    if frames > MAX_GIF_FRAMES {
+        return Err(PipelineError::TooManyFrames {
+            format,
+            frames,
+            limit: MAX_GIF_FRAMES,
+        });
+    }
+    // Frames are at most the logical screen, which the limits were checked on.
+    let max_pixels = u64::from(layout.screen.0) * u64::from(layout.screen.1);
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(&bytes[layout.header.clone()]);
     for block in &layout.blocks {
         let data = &bytes[block.range.clone()];
         let keep = match block.kind {
             GifBlockKind::Image => {
-                out.extend(gif_image_without_junk(data));
+                match gif_lzw::recompress(data, max_pixels) {
+                    Some(recoded) => out.extend(recoded),
+                    None => out.extend(gif_image_without_junk(data)),
+                }
                 false
             }
             GifBlockKind::Extension(0xF9) => true, // graphic control: delay, transparency
@@ -461,7 +521,8 @@ mod tests {
 
     #[test]
     fn unsupported_formats_are_an_error_not_a_copy() {
-        let result = metadata(b"II*\0", ImageFormat::Tiff, Orientation::NoTransforms);
+        let bigtiff = b"II\x2B\0\x08\0\0\0\x10\0\0\0\0\0\0\0";
+        let result = metadata(bigtiff, ImageFormat::Tiff, Orientation::NoTransforms);
         assert!(matches!(
             result,
             Err(PipelineError::StripUnsupported { .. })

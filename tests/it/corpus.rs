@@ -10,8 +10,19 @@ use serde_json::Value;
 
 use crate::common::{TestServer, corpus, webp_size};
 
-/// Formats this service reads today (issue #2); others must be refused at upload.
-const READ_FORMATS: &[&str] = &["JPEG", "PNG", "WebP", "GIF"];
+/// Formats this build reads (every format the service knows, AVIF/HEIF with the `heif`
+/// feature); all of them are enabled below, and anything else must be refused at upload.
+const READ_FORMATS: &[&str] = &[
+    "JPEG",
+    "PNG",
+    "WebP",
+    "GIF",
+    "TIFF",
+    #[cfg(feature = "heif")]
+    "AVIF",
+    #[cfg(feature = "heif")]
+    "HEIF",
+];
 
 /// Rows where the corpus README allows another outcome than the `expected` column.
 const ALSO_ACCEPTABLE: &[(&str, &str)] = &[
@@ -22,12 +33,9 @@ const ALSO_ACCEPTABLE: &[(&str, &str)] = &[
     ),
 ];
 
-/// Outputs allowed to hold a forbidden string, and why.
-const FORBIDDEN_EXEMPT: &[(&str, &str)] = &[
-    // The `<?php` bytes sit inside the LZW-compressed pixel data (not a comment block), and the
-    // original keeps its pixel data byte for byte; the variants are re-encoded and clean.
-    ("valid/gif_hostile_php_in_comment.gif", "<?php"),
-];
+/// Outputs allowed to hold a forbidden string, and why (none today: GIF originals have their
+/// LZW data re-coded, so even `<?php` hidden in pixel data does not survive).
+const FORBIDDEN_EXEMPT: &[(&str, &str)] = &[];
 
 struct Row {
     path: String,
@@ -61,11 +69,16 @@ fn manifest() -> Vec<Row> {
         .collect()
 }
 
-const CONFIG: &str = r#"
-[source_types.all]
-variants = ["xs", "sm", "md", "lg"]
-quality = 80
-"#;
+fn config() -> String {
+    let allowed: Vec<String> = ximagepipeline::config::SUPPORTED_MIME_TYPES
+        .iter()
+        .map(|m| format!("{m:?}"))
+        .collect();
+    format!(
+        "allowed_mime_types = [{}]\n[source_types.all]\nvariants = [\"xs\", \"sm\", \"md\", \"lg\"]\nquality = 80\n",
+        allowed.join(", ")
+    )
+}
 
 /// The size a variant must have for a `w`×`h` image (never enlarged).
 fn expected_size(name: &str, w: u32, h: u32) -> (u32, u32) {
@@ -95,7 +108,7 @@ const FORBIDDEN: &[&[u8]] = &[
     b"<?php",
     b"http://ns.adobe.com/xap/",
     b"Photoshop 3.0",
-    b"<x:xmpmeta",
+    b"<rdf:RDF", // an XMP packet with content (an empty `<x:xmpmeta/>` placeholder holds none)
     b"GPSInfo",
 ];
 
@@ -196,7 +209,7 @@ fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_manifest_row_gives_its_expected_outcome() {
-    let server = TestServer::start_with(CONFIG).await;
+    let server = TestServer::start_with(&config()).await;
     let rows = manifest();
     assert!(rows.len() > 100, "manifest read");
     let mut failures = Vec::new();

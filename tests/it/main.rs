@@ -5,6 +5,7 @@ mod common;
 mod corpus;
 mod files;
 mod media;
+mod pipeline;
 mod processes;
 mod queue;
 mod status;
