@@ -71,5 +71,5 @@ retry_max_delay_secs = 300
 idle_poll_secs = 2
 staging_grace_secs = 3600
 shutdown_timeout_secs = 60
-job_timeout_secs = 120
+job_timeout_secs = 120.0
 "#;

@@ -327,6 +327,12 @@ impl Config {
                 "must be longer than worker.heartbeat_interval_secs",
             ));
         }
+        if !(w.job_timeout_secs > 0.0 && w.job_timeout_secs.is_finite()) {
+            return Err(invalid(
+                "worker.job_timeout_secs",
+                "must be a positive number of seconds",
+            ));
+        }
         let concurrency = match w.concurrency {
             Some(0) => return Err(invalid("worker.concurrency", "must be at least 1")),
             Some(n) => n,
@@ -361,7 +367,7 @@ impl Config {
                 idle_poll: secs(w.idle_poll_secs.max(1)),
                 staging_grace: secs(w.staging_grace_secs),
                 shutdown_timeout: secs(w.shutdown_timeout_secs),
-                job_timeout: secs(w.job_timeout_secs.max(1)),
+                job_timeout: Duration::from_secs_f64(w.job_timeout_secs),
             },
         })
     }

@@ -67,7 +67,7 @@ pub struct RawWorker {
     pub idle_poll_secs: u64,
     pub staging_grace_secs: u64,
     pub shutdown_timeout_secs: u64,
-    pub job_timeout_secs: u64,
+    pub job_timeout_secs: f64,
 }
 
 fn default_format() -> String {

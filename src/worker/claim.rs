@@ -214,8 +214,8 @@ async fn attempt(pipeline: &ImagePipeline, worker: &str, job: &Job) -> Result<Me
         .await
         .map_err(|_| {
             Failure::permanent(format!(
-                "processing took longer than the {}-second limit",
-                timeout.as_secs()
+                "processing took longer than the {} s limit",
+                timeout.as_secs_f64()
             ))
         })?
         .map_err(|e| Failure::permanent(format!("processing crashed: {e}")))?

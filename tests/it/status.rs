@@ -175,3 +175,17 @@ async fn transient_failure_then_recovery_completes_once() {
         .1;
     assert_eq!(listed["media"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn image_work_over_the_time_limit_fails_with_the_reason() {
+    // No real photo decodes, resizes and encodes in a millisecond.
+    let server = TestServer::start_with("[worker]\njob_timeout_secs = 0.001").await;
+    let photo = corpus_bytes("photos/hato_6.3mp.jpg");
+    let (code, body) = server.process(photo, "gallery").await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["attempts"], 1, "a timeout is not retried");
+    assert_eq!(
+        body["error"], "processing took longer than the 0.001 s limit",
+        "{body}"
+    );
+}
