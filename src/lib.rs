@@ -57,6 +57,15 @@ pub enum Error {
     /// Object storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The folder of the embedded database could not be created.
+    #[error("cannot create database folder {path}: {source}")]
+    DatabaseFolder {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A job together with the media it produced (once COMPLETE).
@@ -86,11 +95,9 @@ impl ImagePipeline {
             && let Some(parent) = std::path::Path::new(dir).parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                QueueError::Corrupt(format!(
-                    "cannot create database folder {}: {e}",
-                    parent.display()
-                ))
+            std::fs::create_dir_all(parent).map_err(|source| Error::DatabaseFolder {
+                path: parent.to_owned(),
+                source,
             })?;
         }
         let jobs = Arc::new(SqliteJobStore::connect(&config.database_url).await?);

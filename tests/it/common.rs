@@ -104,6 +104,23 @@ impl TestServer {
         .await
     }
 
+    /// The body of an absolute URL (a media or original URL), failing the test on error.
+    pub async fn fetch(&self, url: &str) -> Vec<u8> {
+        let res = self.client.get(url).send().await.unwrap();
+        res.bytes().await.unwrap().to_vec()
+    }
+
+    /// Sends DELETE to a path of this server and returns the status.
+    pub async fn delete(&self, path: &str) -> StatusCode {
+        let res = self
+            .client
+            .delete(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        res.status()
+    }
+
     /// Runs every queued job to its end, in this task.
     pub async fn drain(&self) -> usize {
         claim::drain(&self.pipeline, "test-worker").await

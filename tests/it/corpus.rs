@@ -128,19 +128,6 @@ fn webp_chunks(bytes: &[u8]) -> Vec<String> {
     chunks
 }
 
-async fn fetch(server: &TestServer, url: &str) -> Vec<u8> {
-    server
-        .client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec()
-}
-
 /// Checks one accepted row's final answer; returns its decoded `md` variant for the upright check.
 async fn check_complete(
     server: &TestServer,
@@ -162,7 +149,7 @@ async fn check_complete(
     }
     let mut md = None;
     for (name, url) in media["urls"].as_object().unwrap() {
-        let bytes = fetch(server, url.as_str().unwrap()).await;
+        let bytes = server.fetch(url.as_str().unwrap()).await;
         let size = webp_size(&bytes);
         let want = expected_size(name, w, h);
         if size.0 != want.0 || size.1.abs_diff(want.1) > 1 {
@@ -179,7 +166,7 @@ async fn check_complete(
             md = Some(image::load_from_memory(&bytes).unwrap().to_rgb8());
         }
     }
-    let original = fetch(server, media["originalUrl"].as_str().unwrap()).await;
+    let original = server.fetch(media["originalUrl"].as_str().unwrap()).await;
     let exempt = |needle: &[u8]| {
         FORBIDDEN_EXEMPT
             .iter()

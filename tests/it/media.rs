@@ -37,13 +37,8 @@ async fn get_list_and_delete_media() {
 
     let before = server.stored_keys();
     assert_eq!(before.len(), 6, "{before:?}");
-    let res = server
-        .client
-        .delete(format!("{}/image-pipeline/media/{first_id}", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let path = format!("/image-pipeline/media/{first_id}");
+    assert_eq!(server.delete(&path).await, StatusCode::NO_CONTENT);
     let after = server.stored_keys();
     assert_eq!(after.len(), 3, "{after:?}");
     assert!(after.iter().all(|k| !k.contains(&first_id)), "{after:?}");
@@ -57,13 +52,8 @@ async fn get_list_and_delete_media() {
             json!({"error": "Media not found", "code": "MEDIA_NOT_FOUND"})
         )
     );
-    let res = server
-        .client
-        .delete(format!("{}/image-pipeline/media/{first_id}", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let path = format!("/image-pipeline/media/{first_id}");
+    assert_eq!(server.delete(&path).await, StatusCode::NOT_FOUND);
     assert!(
         !server
             .pipeline

@@ -73,28 +73,12 @@ async fn complete_job_has_media_with_absolute_urls_and_sizes() {
             url.starts_with(&format!("{}/files/media/gallery/it-1/", server.url)),
             "{url}"
         );
-        let bytes = server
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let bytes = server.fetch(url).await;
         assert_eq!(webp_size(&bytes), (w, h), "{name}");
     }
     let original = media["originalUrl"].as_str().unwrap();
     assert!(original.ends_with("/original.png"), "{original}");
-    let bytes = server
-        .client
-        .get(original)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = server.fetch(original).await;
     let decoded = image::load_from_memory(&bytes).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (1200, 800));
     // The staging object is gone; only the media's objects remain.
