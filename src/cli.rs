@@ -27,6 +27,8 @@ enum Command {
     Worker(CommonArgs),
     /// Run the pipeline on local files: no server, no database.
     Process(ProcessArgs),
+    /// Apply the database migrations of this version, then exit.
+    Migrate(CommonArgs),
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => runtime.block_on(run_serve(args)),
         Command::Worker(args) => runtime.block_on(run_worker(args)),
         Command::Process(args) => run_process(args),
+        Command::Migrate(args) => runtime.block_on(run_migrate(args)),
     }
 }
 
@@ -137,6 +140,13 @@ async fn run_worker(args: CommonArgs) -> anyhow::Result<ExitCode> {
     let pipeline = ImagePipeline::open(load_config(&args, None)?).await?;
     let shutdown = shutdown_on_signal()?;
     pipeline.start_workers(shutdown).join().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_migrate(args: CommonArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args, None)?;
+    ximagepipeline::migrate(&config).await?;
+    println!("database is up to date");
     Ok(ExitCode::SUCCESS)
 }
 

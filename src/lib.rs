@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use intake::SubmitError;
 pub use queue::{Job, JobId, JobStatus, Media, MediaId};
-use queue::{JobStore, QueueError, SqliteJobStore};
+use queue::{JobStore, QueueError};
 use storage::{Storage, StorageError};
 pub use worker::WorkerPool;
 
@@ -66,6 +66,32 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Brings the database `config` names up to date with this version's migrations, whatever
+/// `migrate_on_start` says: what `ximagepipeline migrate` runs before a deployment.
+///
+/// # Errors
+/// When the database cannot be reached or a migration fails.
+pub async fn migrate(config: &Config) -> Result<(), Error> {
+    let mut database = config.database.clone();
+    database.migrate_on_start = true;
+    open_jobs(&database).await?;
+    Ok(())
+}
+
+/// Connects the job store, creating the folder of an embedded database first.
+async fn open_jobs(database: &config::DatabaseConfig) -> Result<Arc<dyn JobStore>, Error> {
+    if let Some(file) = database.url.strip_prefix("sqlite://")
+        && let Some(parent) = std::path::Path::new(file).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|source| Error::DatabaseFolder {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    Ok(queue::connect(database).await?)
 }
 
 /// A job together with the media it produced (once COMPLETE).
@@ -91,16 +117,7 @@ impl ImagePipeline {
     /// # Errors
     /// When the database or the storage cannot be opened.
     pub async fn open(config: Config) -> Result<ImagePipeline, Error> {
-        if let Some(dir) = config.database_url.strip_prefix("sqlite://")
-            && let Some(parent) = std::path::Path::new(dir).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(|source| Error::DatabaseFolder {
-                path: parent.to_owned(),
-                source,
-            })?;
-        }
-        let jobs = Arc::new(SqliteJobStore::connect(&config.database_url).await?);
+        let jobs = open_jobs(&config.database).await?;
         let storage = Storage::open(&config)?;
         Ok(ImagePipeline {
             config: Arc::new(config),

@@ -72,4 +72,14 @@ idle_poll_secs = 2
 staging_grace_secs = 3600
 shutdown_timeout_secs = 60
 job_timeout_secs = 120.0
+
+[database]
+max_connections = 10
+min_connections = 0
+acquire_timeout_secs = 30
+idle_timeout_secs = 600
+migrate_on_start = true
+
+[s3]
+path_style = false
 "#;

@@ -4,6 +4,7 @@
 //! variables, command-line flags. All four are TOML tables merged by one rule (`raw::merge`), then
 //! checked here once; a wrong key or value stops start-up with a message that names it.
 
+mod backends;
 mod defaults;
 mod raw;
 
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
 pub use raw::RawConfig;
 use toml::Table;
 
@@ -91,13 +93,6 @@ pub struct WorkerConfig {
     pub job_timeout: Duration,
 }
 
-/// Where objects are kept.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StorageLocation {
-    /// A folder on the local filesystem (served under `/files`).
-    Local(PathBuf),
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -116,8 +111,8 @@ pub struct Config {
     /// Base of every public object URL as configured (no trailing slash); `None` means
     /// this server's own `/files` (see [`Config::public_base_url`]).
     pub public_base_url: Option<String>,
-    /// Job and media database, e.g. `sqlite://./data/ximagepipeline.db`.
-    pub database_url: String,
+    /// Job and media database and its pool.
+    pub database: DatabaseConfig,
     /// Object storage.
     pub storage: StorageLocation,
     /// Key prefix of staged uploads.
@@ -268,27 +263,8 @@ impl Config {
                 },
             );
         }
-        let database_url = raw.database_url.unwrap_or_else(|| {
-            format!("sqlite://{}", data_dir.join("ximagepipeline.db").display())
-        });
-        if !database_url.starts_with("sqlite:") {
-            return Err(invalid(
-                "database_url",
-                format!("{database_url:?} is not supported (use sqlite://PATH)"),
-            ));
-        }
-        let storage = match raw.storage_url.as_deref() {
-            None => StorageLocation::Local(data_dir.join("objects")),
-            Some(url) => match url.strip_prefix("file://") {
-                Some(path) if !path.is_empty() => StorageLocation::Local(PathBuf::from(path)),
-                _ => {
-                    return Err(invalid(
-                        "storage_url",
-                        format!("{url:?} is not supported (use file:///PATH)"),
-                    ));
-                }
-            },
-        };
+        let database = backends::database(raw.database_url, raw.database, &data_dir)?;
+        let storage = backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?;
         let public_base_url = match raw.public_base_url {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
                 Some(url.trim_end_matches('/').to_owned())
@@ -350,7 +326,7 @@ impl Config {
                 max_side: raw.max_side,
             },
             public_base_url,
-            database_url,
+            database,
             storage,
             staging_prefix: raw.staging_prefix,
             media_prefix: raw.media_prefix,
@@ -372,11 +348,14 @@ impl Config {
         })
     }
 
-    /// The base of public object URLs: the configured one, or `http://{listen}/files`.
+    /// The base of public object URLs: the configured one, else `http://{listen}/files` for
+    /// local storage or the bucket's own URL for S3.
     pub fn public_base_url(&self) -> String {
-        self.public_base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}/files", self.listen))
+        match (&self.public_base_url, &self.storage) {
+            (Some(url), _) => url.clone(),
+            (None, StorageLocation::Local(_)) => format!("http://{}/files", self.listen),
+            (None, StorageLocation::S3(s3)) => s3.default_public_base_url(),
+        }
     }
 
     /// What to make for `source_type`, or `None` when it is not configured.
@@ -415,6 +394,62 @@ mod tests {
         assert_eq!(c.variants["xs"].fit, Fit::Cover);
         assert_eq!(c.worker.max_attempts, 3);
         assert_eq!(c.public_base_url(), "http://127.0.0.1:3000/files");
+        assert_eq!(c.database.kind, DatabaseKind::Sqlite);
+        assert!(
+            c.database.url.ends_with("ximagepipeline.db"),
+            "{}",
+            c.database.url
+        );
+    }
+
+    #[test]
+    fn postgres_and_s3_are_read_with_their_tables() {
+        let c = load(
+            "database_url = \"postgres://u@db.internal/images\"\n\
+             storage_url = \"s3://my-bucket/uploads/\"\n\
+             [database]\nmax_connections = 4\nmigrate_on_start = false\n\
+             [s3]\nendpoint = \"http://127.0.0.1:9000/\"\npath_style = true\n\
+             secret_access_key = \"hush\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.database.kind, DatabaseKind::Postgres);
+        assert_eq!(c.database.max_connections, 4);
+        assert!(!c.database.migrate_on_start);
+        let StorageLocation::S3(s3) = &c.storage else {
+            panic!("{:?}", c.storage)
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_deref()),
+            ("my-bucket", Some("uploads"))
+        );
+        assert_eq!(
+            c.public_base_url(),
+            "http://127.0.0.1:9000/my-bucket/uploads"
+        );
+        assert!(
+            !format!("{c:?}").contains("hush"),
+            "secrets stay out of logs"
+        );
+    }
+
+    #[test]
+    fn s3_public_url_defaults_to_the_aws_bucket_host() {
+        let c = load(
+            "storage_url = \"s3://photos\"\n[s3]\nregion = \"eu-west-1\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.public_base_url(),
+            "https://photos.s3.eu-west-1.amazonaws.com"
+        );
+        let c = load(
+            "storage_url = \"s3://photos\"\npublic_base_url = \"https://cdn.example.com/\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.public_base_url(), "https://cdn.example.com");
     }
 
     #[test]
@@ -441,6 +476,15 @@ mod tests {
             ("[source_types.x]\nvariants = [\"zz\"]\nquality = 80", "zz"),
             ("allowed_mime_types = [\"image/bmp\"]", "image/bmp"),
             ("max_file_size = \"big\"", "max_file_size"),
+            ("database_url = \"mysql://x\"", "database_url"),
+            ("storage_url = \"s3://A_B\"", "storage_url"),
+            ("storage_url = \"gs://b\"", "storage_url"),
+            (
+                "[database]\nmax_connections = 0",
+                "database.max_connections",
+            ),
+            ("[s3]\nendpoint = \"localhost:9000\"\n", "s3.endpoint"),
+            ("[s3]\nbucket = \"x\"", "bucket"),
         ];
         for (text, needle) in cases {
             let err = load(text, &[]).unwrap_err().to_string();

@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub variants: BTreeMap<String, RawVariant>,
     pub source_types: BTreeMap<String, RawSourceType>,
     pub worker: RawWorker,
+    pub database: RawDatabase,
+    pub s3: RawS3,
 }
 
 /// A `[variants.<name>]` table.
@@ -70,6 +72,30 @@ pub struct RawWorker {
     pub job_timeout_secs: f64,
 }
 
+/// The `[database]` table: the pool and how migrations run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub migrate_on_start: bool,
+}
+
+/// The `[s3]` table: how to reach the bucket of `storage_url = "s3://…"`. Anything left out is
+/// taken from the usual `AWS_*` environment variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub path_style: bool,
+}
+
 fn default_format() -> String {
     "webp".to_owned()
 }
@@ -81,7 +107,14 @@ fn default_true() -> bool {
 /// Top-level keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &["allowed_mime_types"];
 /// Top-level keys that are tables: set them in the file, not the environment.
-const TABLE_KEYS: &[&str] = &["variants", "source_types", "worker", "moderation"];
+const TABLE_KEYS: &[&str] = &[
+    "variants",
+    "source_types",
+    "worker",
+    "moderation",
+    "database",
+    "s3",
+];
 /// Top-level keys whose value is a number.
 const NUMBER_KEYS: &[&str] = &["max_file_size", "max_pixels", "max_side"];
 /// Every scalar or list top-level key (`XIP_<KEY>` is accepted for these).

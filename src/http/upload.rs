@@ -107,7 +107,6 @@ async fn stage(pipeline: &ImagePipeline, mut field: Field<'_>) -> Result<Staged,
     let mut writer = pipeline
         .storage()
         .writer(&key)
-        .await
         .map_err(|e| ApiError::from(SubmitError::Storage(e)))?;
     let mut size: u64 = 0;
     let mut head = Vec::new();
@@ -129,7 +128,7 @@ async fn stage(pipeline: &ImagePipeline, mut field: Field<'_>) -> Result<Staged,
             let take = (HEAD_BYTES - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
-        if let Err(e) = writer.write(&chunk).await {
+        if let Err(e) = writer.write(chunk).await {
             writer.abort().await;
             return Err(SubmitError::Storage(e).into());
         }

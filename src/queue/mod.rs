@@ -10,15 +10,66 @@
 //! its claim changes nothing. Times are milliseconds since the Unix epoch and are passed in by
 //! the caller, so tests move the clock instead of sleeping.
 
+mod postgres;
+mod rows;
 mod sqlite;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use sqlx::migrate::{Migrate, Migrator};
 use tokio::sync::watch;
 
+pub use postgres::PgJobStore;
 pub use sqlite::SqliteJobStore;
+
+use crate::config::{DatabaseConfig, DatabaseKind};
+
+/// Opens the store `config.url` names (SQLite or PostgreSQL), migrated and ready.
+///
+/// # Errors
+/// When the database cannot be reached or its schema cannot be brought up to date.
+pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn JobStore>, QueueError> {
+    Ok(match config.kind {
+        DatabaseKind::Sqlite => Arc::new(SqliteJobStore::connect(config).await?),
+        DatabaseKind::Postgres => Arc::new(PgJobStore::connect(config).await?),
+    })
+}
+
+/// Applies pending migrations, or, when `migrate` is off, refuses a schema that is behind.
+/// On PostgreSQL, sqlx holds an advisory lock while migrating, so processes starting together
+/// do not race.
+async fn prepare_schema<DB>(
+    pool: &sqlx::Pool<DB>,
+    migrator: &Migrator,
+    migrate: bool,
+) -> Result<(), QueueError>
+where
+    DB: sqlx::Database,
+    DB::Connection: Migrate,
+{
+    if migrate {
+        return Ok(migrator.run(pool).await?);
+    }
+    let mut conn = pool.acquire().await?;
+    // A missing migrations table reads as "nothing applied".
+    let applied = conn
+        .list_applied_migrations(&migrator.table_name)
+        .await
+        .unwrap_or_default();
+    let missing: Vec<i64> = migrator
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.iter().any(|a| a.version == *v))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(QueueError::NotMigrated(missing))
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -243,6 +294,11 @@ pub enum QueueError {
     /// Migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// `migrate_on_start` is off and these migrations have not been applied.
+    #[error(
+        "the database schema is behind (migrations {0:?} not applied): run `ximagepipeline migrate`"
+    )]
+    NotMigrated(Vec<i64>),
     /// A row held a value the code cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),

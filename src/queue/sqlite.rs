@@ -7,16 +7,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::types::Json;
 use tokio::sync::watch;
 
-use super::{
-    Job, JobId, JobStatus, JobStore, Media, MediaId, Millis, NewJob, QueueError, StoredVariant,
-};
+use super::rows::{self, JobRow, MediaRow};
+use super::{Job, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema};
+use crate::config::DatabaseConfig;
 
 /// Jobs and media in one SQLite database.
 pub struct SqliteJobStore {
@@ -25,21 +24,30 @@ pub struct SqliteJobStore {
 }
 
 impl SqliteJobStore {
-    /// Opens (creating if needed) the database at `url` (`sqlite://PATH`) and migrates it.
+    /// Opens (creating if needed) the database at `config.url` (`sqlite://PATH`) and migrates
+    /// it (or checks it is migrated).
     ///
     /// # Errors
     /// When the file cannot be opened or a migration fails.
-    pub async fn connect(url: &str) -> Result<SqliteJobStore, QueueError> {
-        let options = SqliteConnectOptions::from_str(url)?
+    pub async fn connect(config: &DatabaseConfig) -> Result<SqliteJobStore, QueueError> {
+        let options = SqliteConnectOptions::from_str(&config.url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        prepare_schema(
+            &pool,
+            &sqlx::migrate!("migrations/sqlite"),
+            config.migrate_on_start,
+        )
+        .await?;
         Ok(SqliteJobStore {
             pool,
             wake: watch::Sender::new(0),
@@ -49,61 +57,6 @@ impl SqliteJobStore {
     fn wake_workers(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<Job, QueueError> {
-    let status: String = row.try_get("status")?;
-    let details: Option<String> = row.try_get("moderation_details")?;
-    Ok(Job {
-        id: JobId::from_string(row.try_get::<String, _>("id")?),
-        status: JobStatus::parse(&status)
-            .ok_or_else(|| QueueError::Corrupt(format!("unknown job status {status:?}")))?,
-        source_type: row.try_get("source_type")?,
-        source_id: row.try_get("source_id")?,
-        staging_key: row.try_get("staging_key")?,
-        original_filename: row.try_get("original_filename")?,
-        mime_type: row.try_get("mime_type")?,
-        file_size: row.try_get("file_size")?,
-        media_id: row
-            .try_get::<Option<String>, _>("media_id")?
-            .map(MediaId::from_string),
-        attempt_media_id: row
-            .try_get::<Option<String>, _>("attempt_media_id")?
-            .map(MediaId::from_string),
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-        error: row.try_get("error")?,
-        moderation_result: row.try_get("moderation_result")?,
-        moderation_details: details
-            .map(|d| serde_json::from_str(&d))
-            .transpose()
-            .map_err(|e| QueueError::Corrupt(e.to_string()))?,
-        locked_by: row.try_get("locked_by")?,
-        locked_at: row.try_get("locked_at")?,
-        run_at: row.try_get("run_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn media_from_row(row: &SqliteRow) -> Result<Media, QueueError> {
-    let variants: String = row.try_get("variants")?;
-    let variants: Vec<(String, StoredVariant)> =
-        serde_json::from_str(&variants).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-    Ok(Media {
-        id: MediaId::from_string(row.try_get::<String, _>("id")?),
-        job_id: JobId::from_string(row.try_get::<String, _>("job_id")?),
-        source_type: row.try_get("source_type")?,
-        source_id: row.try_get("source_id")?,
-        variants,
-        original_key: row.try_get("original_key")?,
-        width: row.try_get::<i64, _>("width")? as u32,
-        height: row.try_get::<i64, _>("height")? as u32,
-        aspect_ratio: row.try_get("aspect_ratio")?,
-        blurhash: row.try_get("blurhash")?,
-        format: row.try_get("format")?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 #[async_trait]
@@ -130,18 +83,16 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError> {
-        sqlx::query("SELECT * FROM jobs WHERE id = ?1")
+        let row = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = ?1")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(job_from_row)
-            .transpose()
+            .await?;
+        rows::optional(row)
     }
 
     async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, JobRow>(
             "UPDATE jobs SET status = 'PROCESSING', locked_by = ?1, locked_at = ?2,
                     attempts = attempts + 1, updated_at = ?2
              WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' AND run_at <= ?2
@@ -153,7 +104,7 @@ impl JobStore for SqliteJobStore {
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        row.as_ref().map(job_from_row).transpose()
+        rows::optional(row)
     }
 
     async fn start_attempt(
@@ -194,8 +145,6 @@ impl JobStore for SqliteJobStore {
         media: &Media,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let variants = serde_json::to_string(&media.variants)
-            .map_err(|e| QueueError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'COMPLETE', media_id = ?3, error = NULL,
@@ -220,7 +169,7 @@ impl JobStore for SqliteJobStore {
         .bind(media.job_id.as_str())
         .bind(&media.source_type)
         .bind(&media.source_id)
-        .bind(variants)
+        .bind(Json(&media.variants))
         .bind(&media.original_key)
         .bind(i64::from(media.width))
         .bind(i64::from(media.height))
@@ -275,34 +224,30 @@ impl JobStore for SqliteJobStore {
         .bind(now)
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 1 {
+            self.wake_workers();
+        }
         Ok(done.rows_affected() == 1)
     }
 
     async fn rescue_stale(&self, stale_before: Millis, now: Millis) -> Result<u64, QueueError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let failed = sqlx::query(
-            "UPDATE jobs SET status = 'FAILED', locked_by = NULL, locked_at = NULL, updated_at = ?2,
-                    error = 'the worker processing this image stopped responding on every attempt'
-             WHERE status = 'PROCESSING' AND locked_at < ?1 AND attempts >= max_attempts",
-        )
-        .bind(stale_before)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let requeued = sqlx::query(
-            "UPDATE jobs SET status = 'PENDING', locked_by = NULL, locked_at = NULL,
-                    run_at = ?2, updated_at = ?2
+        let done = sqlx::query(
+            "UPDATE jobs SET locked_by = NULL, locked_at = NULL, updated_at = ?2,
+                    status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
+                    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE ?2 END,
+                    error = CASE WHEN attempts >= max_attempts
+                        THEN 'the worker processing this image stopped responding on every attempt'
+                        ELSE error END
              WHERE status = 'PROCESSING' AND locked_at < ?1",
         )
         .bind(stale_before)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
-        if requeued.rows_affected() > 0 {
+        if done.rows_affected() > 0 {
             self.wake_workers();
         }
-        Ok(failed.rows_affected() + requeued.rows_affected())
+        Ok(done.rows_affected())
     }
 
     async fn next_run_at(&self) -> Result<Option<Millis>, QueueError> {
@@ -314,13 +259,11 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError> {
-        sqlx::query("SELECT * FROM media WHERE id = ?1")
+        let row = sqlx::query_as::<_, MediaRow>("SELECT * FROM media WHERE id = ?1")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(media_from_row)
-            .transpose()
+            .await?;
+        rows::optional(row)
     }
 
     async fn list_media(
@@ -328,17 +271,15 @@ impl JobStore for SqliteJobStore {
         source_type: &str,
         source_id: &str,
     ) -> Result<Vec<Media>, QueueError> {
-        sqlx::query(
+        let rows = sqlx::query_as::<_, MediaRow>(
             "SELECT * FROM media WHERE source_type = ?1 AND source_id = ?2
              ORDER BY created_at DESC, id DESC",
         )
         .bind(source_type)
         .bind(source_id)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(media_from_row)
-        .collect()
+        .await?;
+        rows::all(rows)
     }
 
     async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError> {

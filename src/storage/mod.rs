@@ -1,7 +1,7 @@
 //! Object storage: staged uploads, variants and originals behind one [`Storage`] value.
 //!
-//! It wraps an `Arc<dyn ObjectStore>` (local folder today; any object_store backend fits),
-//! builds keys in one place (`keys.rs`) and turns keys into public URLs.
+//! It wraps an `Arc<dyn ObjectStore>` (a local folder, or an S3-compatible bucket), builds keys
+//! in one place (`keys.rs`) and turns keys into public URLs.
 
 mod keys;
 
@@ -11,13 +11,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::prefix::PrefixStore;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
 
 pub use keys::{Keys, content_type};
 
-use crate::config::{Config, StorageLocation};
+use crate::config::{Config, S3Location, StorageLocation};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,9 @@ pub enum StorageError {
     /// The store failed or could not be reached.
     #[error("object storage error: {0}")]
     Backend(#[source] object_store::Error),
+    /// Writing a streamed object failed outside the store.
+    #[error("object write failed: {0}")]
+    Io(#[source] std::io::Error),
     /// The local storage folder could not be created.
     #[error("cannot create storage folder {path}: {source}")]
     Folder {
@@ -90,6 +97,7 @@ impl Storage {
                 let fs = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
                 (Arc::new(fs), true)
             }
+            StorageLocation::S3(s3) => (open_s3(s3)?, false),
         };
         Ok(Storage {
             store,
@@ -182,21 +190,27 @@ impl Storage {
             .await
     }
 
-    /// Starts a streamed write of `key` (multipart where the store has it).
+    /// Starts a streamed write of `key`. Up to [`PART_SIZE`] is buffered and written with one
+    /// request; anything larger becomes a multipart upload with at most [`PARTS_IN_FLIGHT`]
+    /// parts in memory, so an upload never holds the whole file.
     ///
     /// # Errors
-    /// [`StorageError::Backend`] when the store refuses to start the upload.
-    pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
-        let upload = self.store.put_multipart(&path(key)?).await?;
-        Ok(ObjectWriter {
-            inner: WriteMultipart::new(upload),
-        })
+    /// [`StorageError::InvalidKey`] for a key that is not a valid object path.
+    pub fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
+        let writer = BufWriter::with_capacity(Arc::clone(&self.store), path(key)?, PART_SIZE)
+            .with_max_concurrency(PARTS_IN_FLIGHT);
+        Ok(ObjectWriter { inner: writer })
     }
 }
 
+/// Size of a multipart upload's parts (S3's minimum is 5 MiB), and the most a small upload buffers.
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Parts of one upload sent at once.
+pub const PARTS_IN_FLIGHT: usize = 2;
+
 /// A streamed write in progress; nothing is visible until [`ObjectWriter::finish`].
 pub struct ObjectWriter {
-    inner: WriteMultipart,
+    inner: BufWriter,
 }
 
 impl ObjectWriter {
@@ -204,9 +218,8 @@ impl ObjectWriter {
     ///
     /// # Errors
     /// [`StorageError::Backend`] when a part upload failed.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        self.inner.wait_for_capacity(4).await?;
-        self.inner.write(bytes);
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), StorageError> {
+        self.inner.put(bytes).await?;
         Ok(())
     }
 
@@ -214,17 +227,57 @@ impl ObjectWriter {
     ///
     /// # Errors
     /// [`StorageError::Backend`] when the store fails.
-    pub async fn finish(self) -> Result<(), StorageError> {
-        self.inner.finish().await?;
-        Ok(())
+    pub async fn finish(mut self) -> Result<(), StorageError> {
+        self.inner.shutdown().await.map_err(|e| {
+            match e
+                .into_inner()
+                .map(|inner| inner.downcast::<object_store::Error>())
+            {
+                Some(Ok(e)) => StorageError::from(*e),
+                Some(Err(other)) => StorageError::Io(std::io::Error::other(other)),
+                None => StorageError::Io(std::io::Error::other("write failed")),
+            }
+        })
     }
 
     /// Drops the partial upload.
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
         if let Err(e) = self.inner.abort().await {
             tracing::warn!(error = %e, "could not abort a partial upload");
         }
     }
+}
+
+/// An S3 client for `s3`: settings left out of the configuration come from `AWS_*` variables.
+fn open_s3(s3: &S3Location) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let plain_http = s3
+        .endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&s3.bucket)
+        .with_virtual_hosted_style_request(!s3.path_style)
+        .with_client_options(ClientOptions::new().with_allow_http(plain_http));
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &s3.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(id) = &s3.access_key_id {
+        builder = builder.with_access_key_id(id);
+    }
+    if let Some(secret) = &s3.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    if let Some(token) = &s3.session_token {
+        builder = builder.with_token(token);
+    }
+    let bucket = builder.build()?;
+    Ok(match &s3.prefix {
+        Some(prefix) => Arc::new(PrefixStore::new(bucket, prefix.as_str())),
+        None => Arc::new(bucket),
+    })
 }
 
 fn path(key: &str) -> Result<Path, StorageError> {

@@ -138,24 +138,17 @@ impl TestServer {
         .await
     }
 
-    /// Every object key in local storage, sorted.
-    pub fn stored_keys(&self) -> Vec<String> {
-        let root = self.dir.path().join("data/objects");
-        let mut keys = Vec::new();
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    keys.push(path.strip_prefix(&root).unwrap().display().to_string());
-                }
-            }
-        }
+    /// Every object key in storage (a local folder or a bucket), sorted.
+    pub async fn stored_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .pipeline
+            .storage()
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         keys.sort();
         keys
     }

@@ -289,6 +289,7 @@ async fn every_manifest_row_gives_its_expected_outcome() {
     );
     let staging: Vec<_> = server
         .stored_keys()
+        .await
         .into_iter()
         .filter(|k| k.starts_with("staging/"))
         .collect();

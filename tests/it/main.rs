@@ -1,5 +1,6 @@
 //! Integration tests: real SQLite files, real local storage, real HTTP on random ports.
 
+mod backends;
 mod cli;
 mod common;
 mod corpus;
@@ -8,6 +9,7 @@ mod media;
 mod pipeline;
 mod processes;
 mod queue;
+mod scale_out;
 mod status;
 mod upload;
 mod worker;

@@ -35,11 +35,11 @@ async fn get_list_and_delete_media() {
         .await;
     assert_eq!(other, json!({"media": []}));
 
-    let before = server.stored_keys();
+    let before = server.stored_keys().await;
     assert_eq!(before.len(), 6, "{before:?}");
     let path = format!("/image-pipeline/media/{first_id}");
     assert_eq!(server.delete(&path).await, StatusCode::NO_CONTENT);
-    let after = server.stored_keys();
+    let after = server.stored_keys().await;
     assert_eq!(after.len(), 3, "{after:?}");
     assert!(after.iter().all(|k| !k.contains(&first_id)), "{after:?}");
     let got = server

@@ -19,6 +19,8 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use ximagepipeline::{Config, ImagePipeline, JobId, JobStatus};
 
+use crate::backends::{PgSchema, S3Bucket};
+
 /// How long a job may take from upload to its end (debug builds on a busy machine are slow).
 const JOB_DEADLINE: Duration = Duration::from_secs(120);
 /// How long a process may take to start or to stop.
@@ -46,10 +48,42 @@ struct Env {
 }
 
 impl Env {
+    /// The embedded default: SQLite and local objects under the data folder.
     fn new() -> Env {
+        Env::with_backends("")
+    }
+
+    /// `backends` (top-level configuration lines: database, storage) before the common tables.
+    fn with_backends(backends: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.toml"), CONFIG).unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("{backends}{CONFIG}"),
+        )
+        .unwrap();
         Env { dir }
+    }
+
+    /// The library opened on the processes' configuration, to look at what they left.
+    async fn pipeline(&self) -> ImagePipeline {
+        let mut flags = toml::Table::new();
+        flags.insert(
+            "data_dir".into(),
+            self.data_dir().display().to_string().into(),
+        );
+        let config = Config::load(
+            Some(&self.dir.path().join("config.toml")),
+            std::iter::empty(),
+            flags,
+        )
+        .unwrap();
+        ImagePipeline::open(config).await.unwrap()
+    }
+
+    /// Every stored object (local folder or bucket), as keys.
+    async fn stored_keys(&self) -> BTreeSet<String> {
+        let listed = self.pipeline().await.storage().list("").await.unwrap();
+        listed.into_iter().map(|o| o.key).collect()
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -111,26 +145,6 @@ impl Env {
     /// A `worker` process.
     fn worker(&self, name: &str) -> Proc {
         self.spawn(name, &["worker"])
-    }
-
-    /// Every file under the objects folder, as keys relative to it.
-    fn object_keys(&self) -> BTreeSet<String> {
-        let root = self.data_dir().join("objects");
-        let mut keys = BTreeSet::new();
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for path in entries.map(|e| e.unwrap().path()) {
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    keys.insert(path.strip_prefix(&root).unwrap().display().to_string());
-                }
-            }
-        }
-        keys
     }
 }
 
@@ -207,10 +221,22 @@ impl Server {
     async fn upload(&self, path: &Path, source_type: &str, source_id: &str) -> String {
         let bytes = std::fs::read(path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        self.upload_bytes(&name, bytes, source_type, source_id)
+            .await
+    }
+
+    /// Uploads `bytes` named `name` and returns the job id from the 202 answer.
+    async fn upload_bytes(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        source_type: &str,
+        source_id: &str,
+    ) -> String {
         let form = Form::new()
             .text("sourceType", source_type.to_owned())
             .text("sourceId", source_id.to_owned())
-            .part("file", Part::bytes(bytes).file_name(name));
+            .part("file", Part::bytes(bytes).file_name(name.to_owned()));
         let res = self
             .client
             .post(format!("{}/image-pipeline/upload", self.base))
@@ -219,12 +245,7 @@ impl Server {
             .await
             .unwrap();
         let (status, body) = (res.status(), res.text().await.unwrap());
-        assert_eq!(
-            status,
-            StatusCode::ACCEPTED,
-            "upload of {}: {body}",
-            path.display()
-        );
+        assert_eq!(status, StatusCode::ACCEPTED, "upload of {name}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         body["jobId"].as_str().unwrap().to_owned()
     }
@@ -353,7 +374,7 @@ async fn worker_killed_mid_job_is_finished_once_by_another() {
         "lg, xl, 2xl: {media}"
     );
 
-    let stored = env.object_keys();
+    let stored = env.stored_keys().await;
     assert!(
         !stored.iter().any(|k| k.starts_with("staging/")),
         "staging must be empty: {stored:?}"
@@ -411,10 +432,9 @@ async fn sigterm_finishes_the_job_in_hand() {
     let exit = server.proc.terminate(SHUTDOWN_DEADLINE).await;
     assert!(exit.success(), "SIGTERM must end serve with 0, got {exit}");
 
-    let pipeline = ImagePipeline::open(Config::embedded(env.data_dir()).unwrap())
+    let report = env
+        .pipeline()
         .await
-        .unwrap();
-    let report = pipeline
         .get_status(&JobId::from_string(job.clone()))
         .await
         .unwrap()
@@ -426,7 +446,7 @@ async fn sigterm_finishes_the_job_in_hand() {
         report.job
     );
     let media = report.media.expect("a COMPLETE job has its media");
-    let stored = env.object_keys();
+    let stored = env.stored_keys().await;
     for key in media.keys() {
         assert!(stored.contains(key), "{key} missing from {stored:?}");
     }
@@ -434,4 +454,190 @@ async fn sigterm_finishes_the_job_in_hand() {
         !stored.iter().any(|k| k.starts_with("staging/")),
         "staging must be empty: {stored:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale-out: 2 API and 3 worker processes on PostgreSQL and S3
+// ---------------------------------------------------------------------------------------------
+
+/// Uploads in one scale-out run.
+const UPLOADS: usize = 300;
+
+/// Small real images of the four default types, uploaded in turn.
+const SMALL_IMAGES: &[&str] = &[
+    "valid/jpeg_progressive_cat.jpg",
+    "valid/jpeg_gray_concert.jpg",
+    "valid/jpeg_iptc_xmp_unsplash.jpg",
+    "valid/png_rgba_blackbug.png",
+    "valid/webp_lossless.webp",
+    "valid/gif_animated_rotating_squares.gif",
+];
+
+/// One scale-out run: 300 uploads at once over two `serve --no-worker` processes, three
+/// `worker` processes sharing PostgreSQL and the bucket; with `kill`, one worker is SIGKILLed
+/// halfway while it holds a claim. Every job must end COMPLETE exactly once and the bucket
+/// must hold exactly the media's objects.
+async fn scale_out(kill: bool) {
+    let schema = PgSchema::create().await;
+    let bucket = S3Bucket::create();
+    // As the scale-out guide says: migrations run once, by `migrate`; processes only check.
+    let env = Env::with_backends(&format!(
+        "database_url = \"{}\"\npublic_base_url = \"https://cdn.example.test/files\"\n{}\
+         database.migrate_on_start = false\ndatabase.max_connections = 5\n",
+        schema.url(),
+        bucket.config()
+    ));
+    let mut migrate = env.spawn("migrate", &["migrate"]);
+    assert!(
+        migrate.wait(PROCESS_DEADLINE).await.success(),
+        "migrate failed"
+    );
+
+    let apis = [
+        env.serve("api-1", true).await,
+        env.serve("api-2", true).await,
+    ];
+    let mut workers: Vec<Proc> = (1..=3)
+        .map(|n| env.worker(&format!("worker-{n}")))
+        .collect();
+    let db = sqlx::PgPool::connect(&schema.url()).await.unwrap();
+    let images: Vec<(String, Vec<u8>)> = SMALL_IMAGES
+        .iter()
+        .map(|p| {
+            (
+                p.rsplit('/').next().unwrap().to_owned(),
+                std::fs::read(corpus(p)).unwrap(),
+            )
+        })
+        .collect();
+
+    let started = Instant::now();
+    let jobs: Vec<String> = futures::future::join_all((0..UPLOADS).map(|i| {
+        let (name, bytes) = &images[i % images.len()];
+        let api = &apis[i % 2];
+        async move {
+            api.upload_bytes(name, bytes.clone(), "avatar", &format!("user-{i}"))
+                .await
+        }
+    }))
+    .await;
+    let uploaded = started.elapsed();
+
+    let mut killed_claims = Vec::new();
+    if kill {
+        let doomed = workers[0].pid();
+        killed_claims = wait_until(
+            &db,
+            "half the jobs COMPLETE and worker-1 holding a claim",
+            |db| {
+                Box::pin(async move {
+                    let complete =
+                        count(db, "SELECT count(*) FROM jobs WHERE status = 'COMPLETE'").await;
+                    let held: Vec<String> = sqlx::query_scalar(
+                        "SELECT id FROM jobs WHERE status = 'PROCESSING' AND locked_by LIKE $1",
+                    )
+                    .bind(format!("{doomed}-%"))
+                    .fetch_all(db)
+                    .await
+                    .unwrap();
+                    (complete >= (UPLOADS / 2) as i64 && !held.is_empty()).then_some(held)
+                })
+            },
+        )
+        .await;
+        workers[0].kill().await;
+    }
+    wait_until(&db, "every job ended", |db| {
+        Box::pin(async move {
+            let open = count(
+                db,
+                "SELECT count(*) FROM jobs WHERE status IN ('PENDING', 'PROCESSING')",
+            )
+            .await;
+            (open == 0).then_some(())
+        })
+    })
+    .await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "scale-out (kill: {kill}): {UPLOADS} uploads accepted in {:.2} s, all COMPLETE in {:.2} s \
+         = {:.1} uploads/s",
+        uploaded.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        UPLOADS as f64 / elapsed.as_secs_f64()
+    );
+
+    // Every job COMPLETE once, seen through both APIs; one media each, with distinct ids.
+    let mut expected = BTreeSet::new();
+    let mut media_ids = BTreeSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let body = apis[(i + 1) % 2].status(job).await;
+        assert_eq!(body["status"], "COMPLETE", "job {job}: {body}");
+        assert!(media_ids.insert(body["media"]["id"].to_string()), "{body}");
+        expected.extend(media_keys(&body["media"]));
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM media").await,
+        UPLOADS as i64
+    );
+    let attempts: Vec<(String, i64)> = sqlx::query_as("SELECT id, attempts FROM jobs")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    for (job, n) in &attempts {
+        let rescued = killed_claims.contains(job);
+        assert_eq!(
+            *n,
+            if rescued { 2 } else { 1 },
+            "job {job} (held by the killed worker: {rescued}) took {n} attempts"
+        );
+    }
+
+    let stored = env.stored_keys().await;
+    assert!(
+        !stored.iter().any(|k| k.starts_with("staging/")),
+        "staging must be empty"
+    );
+    assert_eq!(stored.len(), expected.len(), "no orphans, nothing missing");
+    assert_eq!(stored, expected);
+
+    for worker in workers.iter_mut().skip(usize::from(kill)) {
+        assert!(worker.terminate(SHUTDOWN_DEADLINE).await.success());
+    }
+}
+
+async fn count(db: &sqlx::PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
+}
+
+/// Polls `check` against the database until it yields a value, panicking at the deadline.
+async fn wait_until<'a, T>(
+    db: &'a sqlx::PgPool,
+    what: &str,
+    check: impl Fn(&'a sqlx::PgPool) -> futures::future::BoxFuture<'a, Option<T>>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check(db).await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < SCALE_OUT_DEADLINE,
+            "not {what} after {SCALE_OUT_DEADLINE:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How long a whole scale-out run may take (debug builds, 2 cores).
+const SCALE_OUT_DEADLINE: Duration = Duration::from_secs(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_300_uploads_two_apis_three_workers_complete_once() {
+    scale_out(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_survives_a_worker_killed_halfway() {
+    scale_out(true).await;
 }

@@ -1,17 +1,20 @@
 //! The job store contract, as one suite of async fns over `&dyn JobStore`.
 //!
-//! Every backend runs the same functions (river's conformance suite): today the SQLite store, a
-//! fresh database file per test; a PostgreSQL store plugs in by adding one `#[tokio::test]` per
-//! function. Time is a parameter of every store call, so these tests move the clock instead of
-//! sleeping.
+//! Every backend runs the same functions (river's conformance suite): SQLite with a fresh
+//! database file per test, PostgreSQL with a fresh schema per test. Time is a parameter of every
+//! store call, so these tests move the clock instead of sleeping.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use tempfile::TempDir;
+use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Job, JobId, JobStatus, JobStore, Media, MediaId, Millis, NewJob, SqliteJobStore, StoredVariant,
+    Job, JobId, JobStatus, JobStore, Media, MediaId, Millis, NewJob, PgJobStore, SqliteJobStore,
+    StoredVariant,
 };
+
+use crate::backends::PgSchema;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -485,61 +488,160 @@ pub async fn delete_media_once(store: &dyn JobStore) {
 pub async fn insert_wakes_workers(store: &dyn JobStore) {
     let mut wake_ups = store.wake_ups();
     wake_ups.borrow_and_update();
-    assert!(!wake_ups.has_changed().unwrap());
-    insert(store, "a", 3, 1_000).await;
-    assert!(
-        wake_ups.has_changed().unwrap(),
-        "an insert must wake idle workers"
-    );
+    for (n, source) in ["a", "b"].into_iter().enumerate() {
+        insert(store, source, 3, 1_000 * n as Millis).await;
+        // Resolves as soon as the wake-up arrives (PostgreSQL: through LISTEN/NOTIFY); the
+        // timeout only turns a regression into a failure instead of a hang.
+        tokio::time::timeout(WAKE_DEADLINE, wake_ups.changed())
+            .await
+            .unwrap_or_else(|_| panic!("no wake-up after insert {n}"))
+            .unwrap();
+        wake_ups.borrow_and_update();
+    }
+}
+
+pub async fn retry_and_rescue_wake_workers(store: &dyn JobStore) {
+    let mut wake_ups = store.wake_ups();
+    let id = insert(store, "a", 3, 1_000).await;
+    claim(store, "w1", 2_000).await;
     wake_ups.borrow_and_update();
-    // `changed()` resolves at once for a pending change; the timeout only guards a regression.
-    insert(store, "b", 3, 2_000).await;
-    tokio::time::timeout(std::time::Duration::from_secs(5), wake_ups.changed())
+    assert!(store.retry(&id, "w1", "boom", 5_000, 3_000).await.unwrap());
+    tokio::time::timeout(WAKE_DEADLINE, wake_ups.changed())
         .await
-        .expect("no wake-up after an insert")
+        .expect("no wake-up after a retry: the sleepers must re-read when it is due")
+        .unwrap();
+    claim(store, "w2", 6_000).await;
+    wake_ups.borrow_and_update();
+    assert_eq!(store.rescue_stale(7_000, 8_000).await.unwrap(), 1);
+    tokio::time::timeout(WAKE_DEADLINE, wake_ups.changed())
+        .await
+        .expect("no wake-up after a rescue")
         .unwrap();
 }
 
+/// How long a wake-up may take to arrive before the test fails.
+const WAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// With `migrate_on_start = false` a store refuses a schema that is behind, naming the command
+/// that fixes it; once migrated, it opens.
+pub async fn unmigrated_database_is_refused_until_migrated(url: &str) {
+    let mut config = DatabaseConfig::from_url(url).unwrap();
+    config.migrate_on_start = false;
+    let err = ximagepipeline::queue::connect(&config)
+        .await
+        .err()
+        .expect("an empty database must be refused");
+    assert!(
+        err.to_string().contains("ximagepipeline migrate"),
+        "the error must say how to fix it: {err}"
+    );
+    config.migrate_on_start = true;
+    ximagepipeline::queue::connect(&config).await.unwrap();
+    config.migrate_on_start = false;
+    let store = ximagepipeline::queue::connect(&config).await.unwrap();
+    assert!(store.next_run_at().await.unwrap().is_none());
+}
+
 // ---------------------------------------------------------------------------------------------
-// SQLite: one database file per test
+// Backends: SQLite, one database file per test; PostgreSQL, one schema per test
 // ---------------------------------------------------------------------------------------------
 
-async fn sqlite() -> (TempDir, SqliteJobStore) {
+async fn open_sqlite() -> (TempDir, SqliteJobStore) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/q.db", dir.path().display());
-    let store = SqliteJobStore::connect(&url).await.unwrap();
+    let store = SqliteJobStore::connect(&DatabaseConfig::from_url(&url).unwrap())
+        .await
+        .unwrap();
     (dir, store)
 }
 
-macro_rules! sqlite_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
+async fn open_postgres() -> (PgSchema, PgJobStore) {
+    let schema = PgSchema::create().await;
+    let store = PgJobStore::connect(&DatabaseConfig::from_url(&schema.url()).unwrap())
+        .await
+        .unwrap();
+    (schema, store)
+}
+
+/// One module per backend, each running every function of the suite.
+macro_rules! conformance {
+    ([$($backend:ident => $open:ident),*], $names:tt) => {
+        $( conformance!(@backend $backend, $open, $names); )*
+    };
+    (@backend $backend:ident, $open:ident, [$($name:ident),* $(,)?]) => {
+        mod $backend {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let (_dir, store) = super::sqlite().await;
+                    let (_guard, store) = super::$open().await;
                     super::$name(&store).await;
                 }
             )*
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_claimers_take_each_job_once() {
-                let (_dir, store) = super::sqlite().await;
+                let (_guard, store) = super::$open().await;
                 super::concurrent_claimers_take_each_job_once(std::sync::Arc::new(store)).await;
             }
         }
     };
 }
 
-sqlite_tests!(
-    insert_then_get_is_pending,
-    claim_takes_the_oldest_due_job,
-    heartbeat_only_for_the_holder,
-    complete_is_fenced_and_happens_once,
-    fail_is_fenced,
-    retry_is_fenced_and_delays_the_job,
-    rescue_takes_back_stale_claims_only,
-    list_media_is_newest_first,
-    delete_media_once,
-    insert_wakes_workers,
+conformance!(
+    [sqlite => open_sqlite, postgres => open_postgres],
+    [
+        insert_then_get_is_pending,
+        claim_takes_the_oldest_due_job,
+        heartbeat_only_for_the_holder,
+        complete_is_fenced_and_happens_once,
+        fail_is_fenced,
+        retry_is_fenced_and_delays_the_job,
+        rescue_takes_back_stale_claims_only,
+        list_media_is_newest_first,
+        delete_media_once,
+        insert_wakes_workers,
+        retry_and_rescue_wake_workers,
+    ]
 );
+
+#[tokio::test]
+async fn sqlite_unmigrated_database_is_refused_until_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    unmigrated_database_is_refused_until_migrated(&format!(
+        "sqlite://{}/q.db",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_unmigrated_database_is_refused_until_migrated() {
+    let schema = PgSchema::create().await;
+    unmigrated_database_is_refused_until_migrated(&schema.url()).await;
+}
+
+/// Two processes sharing one PostgreSQL database: a job queued by one wakes the other's idle
+/// workers through LISTEN/NOTIFY, and a store in another schema is not woken.
+#[tokio::test]
+async fn postgres_insert_in_one_process_wakes_another() {
+    let (schema, api) = open_postgres().await;
+    let worker = PgJobStore::connect(&DatabaseConfig::from_url(&schema.url()).unwrap())
+        .await
+        .unwrap();
+    let (_other_schema, elsewhere) = open_postgres().await;
+    let mut wake_ups = worker.wake_ups();
+    let mut elsewhere_wake_ups = elsewhere.wake_ups();
+    wake_ups.borrow_and_update();
+    elsewhere_wake_ups.borrow_and_update();
+
+    let id = insert(&api, "a", 3, 1_000).await;
+    tokio::time::timeout(WAKE_DEADLINE, wake_ups.changed())
+        .await
+        .expect("the other process was not woken")
+        .unwrap();
+    assert_eq!(claim(&worker, "w1", 2_000).await.id, id);
+    assert!(
+        !elsewhere_wake_ups.has_changed().unwrap(),
+        "a store in another schema must not be woken"
+    );
+}

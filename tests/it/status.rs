@@ -82,7 +82,7 @@ async fn complete_job_has_media_with_absolute_urls_and_sizes() {
     let decoded = image::load_from_memory(&bytes).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (1200, 800));
     // The staging object is gone; only the media's objects remain.
-    let keys = server.stored_keys();
+    let keys = server.stored_keys().await;
     assert_eq!(keys.len(), 4, "{keys:?}");
     assert!(keys.iter().all(|k| !k.starts_with("staging/")), "{keys:?}");
 }
@@ -101,7 +101,7 @@ async fn undecodable_upload_fails_at_once_with_a_reason() {
         "{body}"
     );
     assert_eq!(
-        server.stored_keys(),
+        server.stored_keys().await,
         Vec::<String>::new(),
         "staging removed"
     );

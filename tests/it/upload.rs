@@ -27,7 +27,7 @@ fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str, messa
 }
 
 async fn assert_nothing_left(server: &TestServer) {
-    assert_eq!(server.stored_keys(), Vec::<String>::new());
+    assert_eq!(server.stored_keys().await, Vec::<String>::new());
     assert_eq!(job_count(server).await, 0);
 }
 
@@ -57,7 +57,7 @@ async fn accepted_upload_answers_202_with_job_and_location() {
         format!("/image-pipeline/status/{job_id}")
     );
     assert_eq!(location, body["statusUrl"]);
-    assert_eq!(server.stored_keys(), [format!("staging/{job_id}")]);
+    assert_eq!(server.stored_keys().await, [format!("staging/{job_id}")]);
     let (code, status) = server.get(&location).await;
     assert_eq!(code, StatusCode::ACCEPTED);
     assert_eq!(
@@ -290,7 +290,7 @@ async fn queue_failure_is_503_and_leaves_no_staging_object() {
         "QUEUE_UNAVAILABLE",
         "Failed to create processing job",
     );
-    assert_eq!(server.stored_keys(), Vec::<String>::new());
+    assert_eq!(server.stored_keys().await, Vec::<String>::new());
 }
 
 #[tokio::test]

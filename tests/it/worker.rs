@@ -20,7 +20,7 @@ async fn orphaned_staging_objects_are_swept_and_live_ones_kept() {
         .await
         .unwrap();
     rescue::orphaned_staging(&server.pipeline).await;
-    assert_eq!(server.stored_keys(), [live]);
+    assert_eq!(server.stored_keys().await, [live]);
 }
 
 #[tokio::test]
@@ -92,7 +92,7 @@ async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
         .await;
     assert_eq!(code, StatusCode::OK, "{status}");
     let media_id = status["media"]["id"].as_str().unwrap();
-    let stored = server.stored_keys();
+    let stored = server.stored_keys().await;
     assert_eq!(
         stored.len(),
         3,

@@ -1,0 +1,318 @@
+//! The scale-out job store: PostgreSQL shared by any number of API and worker processes.
+//!
+//! Workers claim with `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait on each other
+//! nor take the same row. A trigger NOTIFYs whenever a job becomes PENDING; each process LISTENs
+//! on one connection and turns notifications into wake-ups of its idle workers. The channel is
+//! named after the schema, so deployments sharing a database in different schemas stay apart.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use super::rows::{self, JobRow, MediaRow};
+use super::{Job, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema};
+use crate::config::DatabaseConfig;
+
+/// Jobs and media in PostgreSQL.
+pub struct PgJobStore {
+    pool: PgPool,
+    wake: Arc<watch::Sender<u64>>,
+    listener: AbortHandle,
+}
+
+impl PgJobStore {
+    /// Connects a pool as `config` says, migrates (or checks the schema), and starts listening
+    /// for new jobs. Honours `?options=-csearch_path%3Dmyschema` in the URL for a schema.
+    ///
+    /// # Errors
+    /// When the server cannot be reached, the schema is behind, or a migration fails.
+    pub async fn connect(config: &DatabaseConfig) -> Result<PgJobStore, QueueError> {
+        let options: PgConnectOptions = config.url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .connect_with(options.application_name("ximagepipeline"))
+            .await?;
+        prepare_schema(
+            &pool,
+            &sqlx::migrate!("migrations/postgres"),
+            config.migrate_on_start,
+        )
+        .await?;
+        let channel: String = sqlx::query_scalar("SELECT 'xip_' || md5(current_schema())")
+            .fetch_one(&pool)
+            .await?;
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(&channel).await?;
+        let wake = Arc::new(watch::Sender::new(0));
+        let listener =
+            tokio::spawn(relay_notifications(listener, Arc::clone(&wake))).abort_handle();
+        Ok(PgJobStore {
+            pool,
+            wake,
+            listener,
+        })
+    }
+}
+
+impl Drop for PgJobStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Wakes idle workers on every notification, and also whenever the listening connection was
+/// lost: jobs may have been queued meanwhile.
+async fn relay_notifications(mut listener: PgListener, wake: Arc<watch::Sender<u64>>) {
+    let bump = || wake.send_modify(|n| *n = n.wrapping_add(1));
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => bump(),
+            Ok(None) => {
+                tracing::warn!("LISTEN connection to PostgreSQL lost; reconnected");
+                bump();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection to PostgreSQL failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                bump();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for PgJobStore {
+    async fn insert(&self, job: NewJob, now: Millis) -> Result<(), QueueError> {
+        sqlx::query(
+            "INSERT INTO jobs (id, status, source_type, source_id, staging_key, original_filename,
+                               mime_type, file_size, max_attempts, run_at, created_at, updated_at)
+             VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)",
+        )
+        .bind(job.id.as_str())
+        .bind(&job.source_type)
+        .bind(&job.source_id)
+        .bind(&job.staging_key)
+        .bind(&job.original_filename)
+        .bind(&job.mime_type)
+        .bind(job.file_size)
+        .bind(i64::from(job.max_attempts))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError> {
+        let row = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        rows::optional(row)
+    }
+
+    async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError> {
+        let row = sqlx::query_as::<_, JobRow>(
+            "UPDATE jobs SET status = 'PROCESSING', locked_by = $1, locked_at = $2,
+                    attempts = attempts + 1, updated_at = $2
+             WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' AND run_at <= $2
+                         ORDER BY run_at, created_at, id LIMIT 1
+                         FOR UPDATE SKIP LOCKED)
+             RETURNING *",
+        )
+        .bind(worker)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        rows::optional(row)
+    }
+
+    async fn start_attempt(
+        &self,
+        id: &JobId,
+        worker: &str,
+        media_id: &MediaId,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET attempt_media_id = $3
+             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
+        )
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(media_id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn heartbeat(&self, id: &JobId, worker: &str, now: Millis) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET locked_at = $3
+             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
+        )
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn complete(
+        &self,
+        id: &JobId,
+        worker: &str,
+        media: &Media,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'COMPLETE', media_id = $3, error = NULL,
+                    locked_by = NULL, locked_at = NULL, updated_at = $4
+             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
+        )
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(media.id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO media (id, job_id, source_type, source_id, variants, original_key,
+                                width, height, aspect_ratio, blurhash, format, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(media.id.as_str())
+        .bind(media.job_id.as_str())
+        .bind(&media.source_type)
+        .bind(&media.source_id)
+        .bind(Json(&media.variants))
+        .bind(&media.original_key)
+        .bind(i64::from(media.width))
+        .bind(i64::from(media.height))
+        .bind(&media.aspect_ratio)
+        .bind(&media.blurhash)
+        .bind(&media.format)
+        .bind(media.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fail(
+        &self,
+        id: &JobId,
+        worker: &str,
+        error: &str,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'FAILED', error = $3, locked_by = NULL, locked_at = NULL,
+                    updated_at = $4
+             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
+        )
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(error)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn retry(
+        &self,
+        id: &JobId,
+        worker: &str,
+        error: &str,
+        run_at: Millis,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'PENDING', error = $3, run_at = $4, locked_by = NULL,
+                    locked_at = NULL, updated_at = $5
+             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
+        )
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(error)
+        .bind(run_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn rescue_stale(&self, stale_before: Millis, now: Millis) -> Result<u64, QueueError> {
+        // One statement: a row another rescuer already took back no longer matches when its
+        // lock is released, so two processes rescuing at once touch each job once.
+        let done = sqlx::query(
+            "UPDATE jobs SET locked_by = NULL, locked_at = NULL, updated_at = $2,
+                    status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
+                    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $2 END,
+                    error = CASE WHEN attempts >= max_attempts
+                        THEN 'the worker processing this image stopped responding on every attempt'
+                        ELSE error END
+             WHERE status = 'PROCESSING' AND locked_at < $1",
+        )
+        .bind(stale_before)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_run_at(&self) -> Result<Option<Millis>, QueueError> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE status = 'PENDING'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError> {
+        let row = sqlx::query_as::<_, MediaRow>("SELECT * FROM media WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        rows::optional(row)
+    }
+
+    async fn list_media(
+        &self,
+        source_type: &str,
+        source_id: &str,
+    ) -> Result<Vec<Media>, QueueError> {
+        let rows = sqlx::query_as::<_, MediaRow>(
+            "SELECT * FROM media WHERE source_type = $1 AND source_id = $2
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(source_type)
+        .bind(source_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows::all(rows)
+    }
+
+    async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError> {
+        let done = sqlx::query("DELETE FROM media WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn wake_ups(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+}

@@ -1,0 +1,122 @@
+//! Rows as both databases return them, and their conversion into [`Job`] and [`Media`].
+//!
+//! The column types are chosen to read alike in SQLite and PostgreSQL (`TEXT`, 64-bit integers,
+//! JSON), so one derive serves both stores.
+
+use sqlx::types::Json;
+
+use super::{Job, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant};
+
+/// A `jobs` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct JobRow {
+    id: String,
+    status: String,
+    source_type: String,
+    source_id: String,
+    staging_key: String,
+    original_filename: Option<String>,
+    mime_type: String,
+    file_size: i64,
+    media_id: Option<String>,
+    attempt_media_id: Option<String>,
+    attempts: i64,
+    max_attempts: i64,
+    error: Option<String>,
+    moderation_result: Option<String>,
+    moderation_details: Option<Json<serde_json::Value>>,
+    locked_by: Option<String>,
+    locked_at: Option<i64>,
+    run_at: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = QueueError;
+
+    fn try_from(row: JobRow) -> Result<Job, QueueError> {
+        Ok(Job {
+            status: JobStatus::parse(&row.status).ok_or_else(|| {
+                QueueError::Corrupt(format!("unknown job status {:?}", row.status))
+            })?,
+            id: JobId::from_string(row.id),
+            source_type: row.source_type,
+            source_id: row.source_id,
+            staging_key: row.staging_key,
+            original_filename: row.original_filename,
+            mime_type: row.mime_type,
+            file_size: row.file_size,
+            media_id: row.media_id.map(MediaId::from_string),
+            attempt_media_id: row.attempt_media_id.map(MediaId::from_string),
+            attempts: count(row.attempts, "attempts")?,
+            max_attempts: count(row.max_attempts, "max_attempts")?,
+            error: row.error,
+            moderation_result: row.moderation_result,
+            moderation_details: row.moderation_details.map(|Json(v)| v),
+            locked_by: row.locked_by,
+            locked_at: row.locked_at,
+            run_at: row.run_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A `media` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct MediaRow {
+    id: String,
+    job_id: String,
+    source_type: String,
+    source_id: String,
+    variants: Json<Vec<(String, StoredVariant)>>,
+    original_key: Option<String>,
+    width: i64,
+    height: i64,
+    aspect_ratio: String,
+    blurhash: String,
+    format: String,
+    created_at: i64,
+}
+
+impl TryFrom<MediaRow> for Media {
+    type Error = QueueError;
+
+    fn try_from(row: MediaRow) -> Result<Media, QueueError> {
+        Ok(Media {
+            id: MediaId::from_string(row.id),
+            job_id: JobId::from_string(row.job_id),
+            source_type: row.source_type,
+            source_id: row.source_id,
+            variants: row.variants.0,
+            original_key: row.original_key,
+            width: count(row.width, "width")?,
+            height: count(row.height, "height")?,
+            aspect_ratio: row.aspect_ratio,
+            blurhash: row.blurhash,
+            format: row.format,
+            created_at: row.created_at,
+        })
+    }
+}
+
+fn count(value: i64, column: &str) -> Result<u32, QueueError> {
+    u32::try_from(value).map_err(|_| QueueError::Corrupt(format!("{column} is {value}")))
+}
+
+/// Converts an optional row.
+pub(super) fn optional<R, T>(row: Option<R>) -> Result<Option<T>, QueueError>
+where
+    T: TryFrom<R, Error = QueueError>,
+{
+    row.map(T::try_from).transpose()
+}
+
+/// Converts every row.
+pub(super) fn all<R, T>(rows: Vec<R>) -> Result<Vec<T>, QueueError>
+where
+    T: TryFrom<R, Error = QueueError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}

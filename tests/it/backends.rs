@@ -1,0 +1,204 @@
+//! The real servers of the scale-out set-up, for the tests that need them.
+//!
+//! - PostgreSQL: `XIP_TEST_POSTGRES_URL`, else the machine's server on 127.0.0.1:5432 (user
+//!   postgres, database `test`); `scripts/test` starts a private cluster when none answers. Each
+//!   test gets its own schema, dropped when its guard goes (also when the test fails).
+//! - S3: one `s3s-fs` server per test binary (it checks SigV4 signatures), started on a free
+//!   loopback port over a temporary folder; `scripts/test` installs it. Each test gets its own
+//!   bucket, removed with its guard.
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// The PostgreSQL server the tests use.
+pub fn postgres_url() -> String {
+    std::env::var("XIP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A schema of its own in the test database, dropped on drop.
+pub struct PgSchema {
+    name: String,
+}
+
+impl PgSchema {
+    pub async fn create() -> PgSchema {
+        let name = format!("xip_t_{}", cuid2::create_id());
+        let mut conn = PgConnection::connect(&postgres_url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {} is not reachable ({e}); run scripts/test, which starts one",
+                    postgres_url()
+                )
+            });
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        PgSchema { name }
+    }
+
+    /// A database URL whose connections work in this schema.
+    pub fn url(&self) -> String {
+        let base = postgres_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-csearch_path%3D{}", self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let sql = format!("DROP SCHEMA {} CASCADE", self.name);
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&postgres_url()).await?;
+                sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(_))) {
+            eprintln!("could not drop schema {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// Credentials the test S3 server checks.
+pub const S3_ACCESS_KEY: &str = "xip-test-access";
+pub const S3_SECRET_KEY: &str = "xip-test-secret-0123456789";
+
+/// The running `s3s-fs`.
+pub struct S3Server {
+    pub endpoint: String,
+    root: PathBuf,
+}
+
+/// The S3 server of this test binary, started on first use.
+pub fn s3_server() -> &'static S3Server {
+    static SERVER: OnceLock<S3Server> = OnceLock::new();
+    SERVER.get_or_init(start_s3s_fs)
+}
+
+fn s3s_fs_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("XIP_TEST_S3S_FS") {
+        return PathBuf::from(path);
+    }
+    let cargo_home = std::env::var("CARGO_HOME").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"),
+        PathBuf::from,
+    );
+    let installed = cargo_home.join("bin/s3s-fs");
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from("s3s-fs")
+    }
+}
+
+fn start_s3s_fs() -> S3Server {
+    let root = std::env::temp_dir().join(format!("xip-s3s-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let binary = s3s_fs_binary();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server_root = root.clone();
+    // The server dies with the thread that started it (PR_SET_PDEATHSIG), so that thread lives
+    // as long as the test binary and no server outlives a run.
+    std::thread::spawn(move || {
+        let mut command = Command::new(&binary);
+        command
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(&server_root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn();
+        let failed = child.as_ref().err().map(|e| e.kind());
+        tx.send(failed).unwrap();
+        if let Ok(mut child) = child {
+            let _ = child.wait();
+        }
+        loop {
+            std::thread::park();
+        }
+    });
+    match rx.recv().unwrap() {
+        None => {}
+        Some(ErrorKind::NotFound) => panic!(
+            "s3s-fs not found ({}); scripts/test installs it: \
+             cargo install s3s-fs@0.14.1 --locked --features binary",
+            s3s_fs_binary().display()
+        ),
+        Some(kind) => panic!("cannot start s3s-fs: {kind:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s3s-fs did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    S3Server {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        root,
+    }
+}
+
+/// A bucket of its own on the test S3 server, removed on drop.
+pub struct S3Bucket {
+    pub name: String,
+    dir: PathBuf,
+}
+
+impl S3Bucket {
+    pub fn create() -> S3Bucket {
+        let server = s3_server();
+        let name = format!("xip-{}", cuid2::create_id());
+        // s3s-fs keeps a bucket as a folder of its root: creating one is making the folder.
+        let dir = server.root.join(&name);
+        std::fs::create_dir(&dir).unwrap();
+        S3Bucket { name, dir }
+    }
+
+    /// Top-level configuration lines (no table header, so they go before any) that point the
+    /// service at this bucket.
+    pub fn config(&self) -> String {
+        format!(
+            "storage_url = \"s3://{}\"\n\
+             s3.endpoint = \"{}\"\n\
+             s3.region = \"us-east-1\"\n\
+             s3.access_key_id = \"{S3_ACCESS_KEY}\"\n\
+             s3.secret_access_key = \"{S3_SECRET_KEY}\"\n\
+             s3.path_style = true\n",
+            self.name,
+            s3_server().endpoint
+        )
+    }
+}
+
+impl Drop for S3Bucket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
