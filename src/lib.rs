@@ -57,6 +57,15 @@ pub enum Error {
     /// Object storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The object store refused or could not be reached at start-up.
+    #[error("cannot use object storage {location}: {source}")]
+    StorageUnreachable {
+        /// The configured location, e.g. `s3://bucket`.
+        location: String,
+        /// What the store said.
+        #[source]
+        source: StorageError,
+    },
     /// The folder of the embedded database could not be created.
     #[error("cannot create database folder {path}: {source}")]
     DatabaseFolder {
@@ -119,6 +128,16 @@ impl ImagePipeline {
     pub async fn open(config: Config) -> Result<ImagePipeline, Error> {
         let jobs = open_jobs(&config.database).await?;
         let storage = Storage::open(&config)?;
+        if !storage.is_local() {
+            // A wrong bucket, endpoint or key is said once at start-up, not on every upload.
+            storage
+                .check()
+                .await
+                .map_err(|source| Error::StorageUnreachable {
+                    location: storage.location(),
+                    source,
+                })?;
+        }
         Ok(ImagePipeline {
             config: Arc::new(config),
             jobs,

@@ -358,8 +358,10 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<bool, QueueError>;
 
     /// Takes back claims whose heartbeat is older than `stale_before`: PENDING again, or FAILED
-    /// when no attempt is left. Returns how many jobs were touched.
-    async fn rescue_stale(&self, stale_before: Millis, now: Millis) -> Result<u64, QueueError>;
+    /// when no attempt is left. Returns the jobs taken back, as they are now (the caller removes
+    /// what a FAILED one's dead attempt stored).
+    async fn rescue_stale(&self, stale_before: Millis, now: Millis)
+    -> Result<Vec<Job>, QueueError>;
 
     /// The earliest `run_at` of a PENDING job, to sleep exactly until it is due.
     async fn next_run_at(&self) -> Result<Option<Millis>, QueueError>;

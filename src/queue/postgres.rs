@@ -253,23 +253,28 @@ impl JobStore for PgJobStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn rescue_stale(&self, stale_before: Millis, now: Millis) -> Result<u64, QueueError> {
+    async fn rescue_stale(
+        &self,
+        stale_before: Millis,
+        now: Millis,
+    ) -> Result<Vec<Job>, QueueError> {
         // One statement: a row another rescuer already took back no longer matches when its
         // lock is released, so two processes rescuing at once touch each job once.
-        let done = sqlx::query(
+        let rows = sqlx::query_as::<_, JobRow>(
             "UPDATE jobs SET locked_by = NULL, locked_at = NULL, updated_at = $2,
                     status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
                     run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $2 END,
                     error = CASE WHEN attempts >= max_attempts
                         THEN 'the worker processing this image stopped responding on every attempt'
                         ELSE error END
-             WHERE status = 'PROCESSING' AND locked_at < $1",
+             WHERE status = 'PROCESSING' AND locked_at < $1
+             RETURNING *",
         )
         .bind(stale_before)
         .bind(now)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        rows::all(rows)
     }
 
     async fn next_run_at(&self) -> Result<Option<Millis>, QueueError> {

@@ -230,24 +230,29 @@ impl JobStore for SqliteJobStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn rescue_stale(&self, stale_before: Millis, now: Millis) -> Result<u64, QueueError> {
-        let done = sqlx::query(
+    async fn rescue_stale(
+        &self,
+        stale_before: Millis,
+        now: Millis,
+    ) -> Result<Vec<Job>, QueueError> {
+        let rows = sqlx::query_as::<_, JobRow>(
             "UPDATE jobs SET locked_by = NULL, locked_at = NULL, updated_at = ?2,
                     status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
                     run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE ?2 END,
                     error = CASE WHEN attempts >= max_attempts
                         THEN 'the worker processing this image stopped responding on every attempt'
                         ELSE error END
-             WHERE status = 'PROCESSING' AND locked_at < ?1",
+             WHERE status = 'PROCESSING' AND locked_at < ?1
+             RETURNING *",
         )
         .bind(stale_before)
         .bind(now)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        if done.rows_affected() > 0 {
+        if !rows.is_empty() {
             self.wake_workers();
         }
-        Ok(done.rows_affected())
+        rows::all(rows)
     }
 
     async fn next_run_at(&self) -> Result<Option<Millis>, QueueError> {

@@ -75,6 +75,7 @@ pub struct Storage {
     keys: Keys,
     public_base_url: String,
     is_local: bool,
+    location: String,
 }
 
 impl Storage {
@@ -99,11 +100,19 @@ impl Storage {
             }
             StorageLocation::S3(s3) => (open_s3(s3)?, false),
         };
+        let location = match &config.storage {
+            StorageLocation::Local(root) => format!("file://{}", root.display()),
+            StorageLocation::S3(s3) => match &s3.prefix {
+                Some(prefix) => format!("s3://{}/{prefix}", s3.bucket),
+                None => format!("s3://{}", s3.bucket),
+            },
+        };
         Ok(Storage {
             store,
             keys,
             public_base_url: config.public_base_url(),
             is_local,
+            location,
         })
     }
 
@@ -115,6 +124,24 @@ impl Storage {
     /// Whether objects live on the local filesystem (and so are served by this process).
     pub fn is_local(&self) -> bool {
         self.is_local
+    }
+
+    /// Where the objects are, for messages: `file:///…` or `s3://bucket[/prefix]`.
+    pub fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    /// Asks the store for one listing page: fails when the bucket, endpoint or credentials are
+    /// wrong.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] with the store's answer.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        let staging = path(&self.keys.staging)?;
+        match self.store.list(Some(&staging)).next().await {
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// The public URL of a key.
@@ -170,6 +197,23 @@ impl Storage {
     pub async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
         for object in self.list(prefix).await? {
             self.delete(&object.key).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every object a job's attempt may have stored under `media` (variants and
+    /// original), whether or not the attempt got as far as recording them.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the store fails.
+    pub async fn delete_attempt(
+        &self,
+        source_type: &str,
+        source_id: &str,
+        media: &crate::MediaId,
+    ) -> Result<(), StorageError> {
+        for folder in self.keys.media_folders(source_type, source_id, media) {
+            self.delete_all(&folder).await?;
         }
         Ok(())
     }

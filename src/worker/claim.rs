@@ -164,14 +164,12 @@ async fn attempt(pipeline: &ImagePipeline, worker: &str, job: &Job) -> Result<Me
     let storage = pipeline.storage();
     if let Some(previous) = &job.attempt_media_id {
         // An earlier attempt died after storing some objects: remove them first.
-        for folder in storage
-            .keys()
-            .media_folders(&job.source_type, &job.source_id, previous)
-        {
-            storage.delete_all(&folder).await.map_err(|e| {
+        storage
+            .delete_attempt(&job.source_type, &job.source_id, previous)
+            .await
+            .map_err(|e| {
                 Failure::transient(format!("could not clean up an earlier attempt: {e}"))
             })?;
-        }
     }
     let media_id = MediaId::generate();
     match pipeline

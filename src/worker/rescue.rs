@@ -2,16 +2,44 @@
 //! that no live job refers to (a crash between staging and insert, a lost delete) are removed.
 
 use crate::ImagePipeline;
-use crate::queue::{Millis, now_ms};
+use crate::queue::{Job, JobStatus, Millis, now_ms};
 
-/// Returns claims whose worker stopped sending heartbeats to the queue.
+/// Returns claims whose worker stopped sending heartbeats to the queue. A job that had no
+/// attempt left ends FAILED here, so its dead attempt's objects and its upload are removed here
+/// too (a job going back to PENDING has its next attempt do that).
 pub async fn stale_claims(pipeline: &ImagePipeline) {
     let now = now_ms();
     let stale_before = now - pipeline.config().worker.stale_timeout.as_millis() as Millis;
-    match pipeline.jobs().rescue_stale(stale_before, now).await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(jobs = n, "took back jobs whose worker stopped responding"),
-        Err(e) => tracing::warn!(error = %e, "could not check for stale claims"),
+    let rescued = match pipeline.jobs().rescue_stale(stale_before, now).await {
+        Ok(rescued) => rescued,
+        Err(e) => return tracing::warn!(error = %e, "could not check for stale claims"),
+    };
+    if !rescued.is_empty() {
+        tracing::warn!(
+            jobs = rescued.len(),
+            "took back jobs whose worker stopped responding"
+        );
+    }
+    for job in rescued.iter().filter(|j| j.status == JobStatus::Failed) {
+        remove_leftovers(pipeline, job).await;
+    }
+}
+
+/// Deletes what a job that ended FAILED without its worker still holds in storage.
+async fn remove_leftovers(pipeline: &ImagePipeline, job: &Job) {
+    let storage = pipeline.storage();
+    let attempt = match &job.attempt_media_id {
+        Some(media) => {
+            storage
+                .delete_attempt(&job.source_type, &job.source_id, media)
+                .await
+        }
+        None => Ok(()),
+    };
+    // A staging object left behind is also swept later by `orphaned_staging`.
+    let staged = storage.delete(&job.staging_key).await;
+    if let Err(e) = attempt.and(staged) {
+        tracing::warn!(job = %job.id, error = %e, "could not remove a failed job's objects");
     }
 }
 

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use ximagepipeline::{Config, ImagePipeline};
+
 use crate::backends::{PgSchema, S3Bucket};
 use crate::common::{TestServer, corpus_bytes, webp_size};
 
@@ -121,23 +123,32 @@ async fn upload_larger_than_a_part_is_staged_in_parts() {
     );
 }
 
-/// Wrong credentials are a storage failure the client is told about (503), not a crash, and
-/// leave no job behind.
+/// Wrong credentials stop start-up with a message naming the bucket, instead of failing every
+/// upload later.
 #[tokio::test]
-async fn wrong_s3_credentials_refuse_the_upload_with_503() {
+async fn wrong_s3_credentials_stop_start_up() {
     let (schema, bucket) = (PgSchema::create().await, S3Bucket::create());
     let config = bucket.config().replace(
         crate::backends::S3_SECRET_KEY,
         "not-the-secret-at-all-000000",
     );
-    let server =
-        TestServer::start_with(&format!("database_url = \"{}\"\n{config}", schema.url())).await;
-    let (code, body) = server
-        .upload(corpus_bytes("photos/kodim03.png"), "gallery", "s3-2")
-        .await;
-    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["code"], "STORAGE_UNAVAILABLE", "{body}");
-    assert_eq!(server.drain().await, 0, "no job was queued");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(
+        &file,
+        format!("database_url = \"{}\"\n{config}", schema.url()),
+    )
+    .unwrap();
+    let config = Config::load(Some(&file), std::iter::empty(), toml::Table::new()).unwrap();
+    let err = ImagePipeline::open(config)
+        .await
+        .err()
+        .expect("start-up must fail");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("s3://{}", bucket.name)),
+        "names the bucket: {message}"
+    );
 }
 
 /// Random RGB pixels: a real PNG that does not compress.

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
+use ximagepipeline::MediaId;
+use ximagepipeline::queue::{Job, now_ms};
 use ximagepipeline::worker::rescue;
 
 use crate::common::{TestServer, png};
@@ -48,22 +50,26 @@ async fn an_idle_pool_is_woken_by_a_new_job() {
     pool.join().await;
 }
 
-#[tokio::test]
-async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
-    use ximagepipeline::MediaId;
-    use ximagepipeline::queue::now_ms;
-
-    let server = TestServer::start().await;
+/// Uploads an avatar, then plays a worker that claims the job and starts an attempt under a
+/// media id before it dies. Returns the upload's answer, the claimed job and that media id.
+async fn dead_attempt(server: &TestServer) -> (serde_json::Value, Job, MediaId) {
     let (_, body) = server.upload(png(80, 80), "avatar", "u1").await;
     let jobs = server.pipeline.jobs();
-    // A worker claims the job, starts storing under its media id, then dies.
     let job = jobs.claim("dead-worker", now_ms()).await.unwrap().unwrap();
-    let dead_media = MediaId::generate();
+    let media = MediaId::generate();
     assert!(
-        jobs.start_attempt(&job.id, "dead-worker", &dead_media)
+        jobs.start_attempt(&job.id, "dead-worker", &media)
             .await
             .unwrap()
     );
+    (body, job, media)
+}
+
+#[tokio::test]
+async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
+    let server = TestServer::start().await;
+    let (body, _job, dead_media) = dead_attempt(&server).await;
+    let jobs = server.pipeline.jobs();
     let storage = server.pipeline.storage();
     let keys = storage.keys();
     storage
@@ -82,7 +88,13 @@ async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
         .unwrap();
     // Its claim goes stale and is taken back; the next attempt completes the job.
     let stale_before = now_ms() + 1;
-    assert_eq!(jobs.rescue_stale(stale_before, now_ms()).await.unwrap(), 1);
+    assert_eq!(
+        jobs.rescue_stale(stale_before, now_ms())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(server.drain().await, 1);
     let (code, status) = server
         .get(&format!(
@@ -99,4 +111,43 @@ async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
         "xs, sm and the original of one media: {stored:?}"
     );
     assert!(stored.iter().all(|k| k.contains(media_id)), "{stored:?}");
+}
+
+/// A claim that goes stale on the job's last attempt ends FAILED, and what that dead attempt
+/// stored is removed with the upload: nothing is left in storage.
+#[tokio::test]
+async fn a_job_failed_by_rescue_leaves_no_objects() {
+    let server = TestServer::start_with("[worker]\nmax_attempts = 1").await;
+    let (body, job, dead_media) = dead_attempt(&server).await;
+    let jobs = server.pipeline.jobs();
+    let storage = server.pipeline.storage();
+    let key = storage.keys().variant("avatar", "u1", &dead_media, "xs");
+    storage.put(&key, vec![0; 10].into()).await.unwrap();
+    assert_eq!(
+        server.stored_keys().await.len(),
+        2,
+        "the upload and one variant"
+    );
+
+    // Its last heartbeat was two minutes ago: stale under the default 60 s timeout.
+    assert!(
+        jobs.heartbeat(&job.id, "dead-worker", now_ms() - 120_000)
+            .await
+            .unwrap()
+    );
+    rescue::stale_claims(&server.pipeline).await;
+
+    let (code, status) = server
+        .get(&format!(
+            "/image-pipeline/status/{}",
+            body["jobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{status}");
+    assert_eq!(status["status"], "FAILED", "{status}");
+    assert_eq!(
+        server.stored_keys().await,
+        Vec::<String>::new(),
+        "the dead attempt's variant and the upload are gone"
+    );
 }
