@@ -158,6 +158,9 @@ impl JobStore for SqliteJobStore {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
+            // Explicitly: a dropped transaction is only rolled back when its connection is next
+            // used, and until then it holds the write lock (SQLite) or the table lock (PostgreSQL).
+            tx.rollback().await?;
             return Ok(false);
         }
         sqlx::query(

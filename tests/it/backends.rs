@@ -56,6 +56,8 @@ impl PgSchema {
 impl Drop for PgSchema {
     fn drop(&mut self) {
         let sql = format!("DROP SCHEMA {} CASCADE", self.name);
+        // Never wait forever on a lock a leaked connection holds: leak the schema instead.
+        let timeout = "SET lock_timeout = '10s'";
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -64,6 +66,7 @@ impl Drop for PgSchema {
                 .unwrap();
             rt.block_on(async {
                 let mut conn = PgConnection::connect(&postgres_url()).await?;
+                sqlx::query(timeout).execute(&mut conn).await?;
                 sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await
             })
         })
