@@ -29,6 +29,7 @@
 pub mod config;
 pub mod http;
 pub mod intake;
+pub mod moderation;
 pub mod pipeline;
 pub mod queue;
 pub mod storage;
@@ -42,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use intake::SubmitError;
+use moderation::{Moderation, ModerationError};
 pub use queue::{Job, JobId, JobStatus, Media, MediaId};
 use queue::{JobStore, QueueError};
 use storage::{Storage, StorageError};
@@ -57,6 +59,9 @@ pub enum Error {
     /// Object storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The configured moderator could not be set up (e.g. the model file is missing).
+    #[error("content moderation: {0}")]
+    Moderation(#[from] ModerationError),
     /// The object store refused or could not be reached at start-up.
     #[error("cannot use object storage {location}: {source}")]
     StorageUnreachable {
@@ -118,6 +123,7 @@ pub struct ImagePipeline {
     config: Arc<Config>,
     jobs: Arc<dyn JobStore>,
     storage: Storage,
+    moderation: Option<Moderation>,
 }
 
 impl ImagePipeline {
@@ -127,6 +133,11 @@ impl ImagePipeline {
     /// When the database or the storage cannot be opened.
     pub async fn open(config: Config) -> Result<ImagePipeline, Error> {
         let jobs = open_jobs(&config.database).await?;
+        let moderation = config
+            .moderation
+            .as_ref()
+            .map(Moderation::open)
+            .transpose()?;
         let storage = Storage::open(&config)?;
         if !storage.is_local() {
             // A wrong bucket, endpoint or key is said once at start-up, not on every upload.
@@ -142,6 +153,7 @@ impl ImagePipeline {
             config: Arc::new(config),
             jobs,
             storage,
+            moderation,
         })
     }
 
@@ -158,6 +170,20 @@ impl ImagePipeline {
     /// The object storage.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The content moderation stage, when configured.
+    pub fn moderation(&self) -> Option<&Moderation> {
+        self.moderation.as_ref()
+    }
+
+    /// Replaces the moderator with one of the host application's own, keeping the
+    /// `[moderation]` settings (source types, thresholds, `fail_open`).
+    pub fn with_moderator(mut self, moderator: Arc<dyn moderation::Moderator>) -> ImagePipeline {
+        if let Some(config) = &self.config.moderation {
+            self.moderation = Some(Moderation::with(moderator, config.clone()));
+        }
+        self
     }
 
     /// The HTTP API (and `/files` for local storage) as an axum router to merge into an app.

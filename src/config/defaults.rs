@@ -70,6 +70,7 @@ retry_base_delay_secs = 2
 retry_max_delay_secs = 300
 idle_poll_secs = 2
 staging_grace_secs = 3600
+staging_sweep_secs = 60
 shutdown_timeout_secs = 60
 job_timeout_secs = 120.0
 

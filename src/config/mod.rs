@@ -6,6 +6,7 @@
 
 mod backends;
 mod defaults;
+mod moderation;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
+pub use moderation::{ModerationConfig, ModerationProvider};
 pub use raw::RawConfig;
 use toml::Table;
 
@@ -85,8 +87,10 @@ pub struct WorkerConfig {
     pub retry_max_delay: Duration,
     /// Safety-net poll when no wake-up arrives.
     pub idle_poll: Duration,
-    /// Staging objects without a live job are removed after this age.
+    /// Staging objects with no job at all are removed after this age.
     pub staging_grace: Duration,
+    /// How often staging is checked for leftovers.
+    pub staging_sweep_interval: Duration,
     /// How long shutdown waits for jobs in hand.
     pub shutdown_timeout: Duration,
     /// Longest time the pixel work of one job may take before it ends FAILED.
@@ -127,6 +131,8 @@ pub struct Config {
     pub source_types: BTreeMap<String, SourceType>,
     /// Worker pool settings.
     pub worker: WorkerConfig,
+    /// Content moderation; `None` when off.
+    pub moderation: Option<ModerationConfig>,
 }
 
 /// MIME types this build can read (AVIF and HEIC need the `heif` feature).
@@ -263,6 +269,7 @@ impl Config {
                 },
             );
         }
+        let moderation = moderation::read(raw.moderation, &source_types)?;
         let database = backends::database(raw.database_url, raw.database, &data_dir)?;
         let storage = backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?;
         let public_base_url = match raw.public_base_url {
@@ -342,9 +349,11 @@ impl Config {
                 retry_max_delay: secs(w.retry_max_delay_secs),
                 idle_poll: secs(w.idle_poll_secs.max(1)),
                 staging_grace: secs(w.staging_grace_secs),
+                staging_sweep_interval: secs(w.staging_sweep_secs.max(1)),
                 shutdown_timeout: secs(w.shutdown_timeout_secs),
                 job_timeout: Duration::from_secs_f64(w.job_timeout_secs),
             },
+            moderation,
         })
     }
 

@@ -33,6 +33,7 @@ pub struct RawConfig {
     pub worker: RawWorker,
     pub database: RawDatabase,
     pub s3: RawS3,
+    pub moderation: Option<RawModeration>,
 }
 
 /// A `[variants.<name>]` table.
@@ -68,6 +69,7 @@ pub struct RawWorker {
     pub retry_max_delay_secs: u64,
     pub idle_poll_secs: u64,
     pub staging_grace_secs: u64,
+    pub staging_sweep_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub job_timeout_secs: f64,
 }
@@ -94,6 +96,47 @@ pub struct RawS3 {
     pub secret_access_key: Option<String>,
     pub session_token: Option<String>,
     pub path_style: bool,
+}
+
+/// The `[moderation]` table; absent means no moderation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModeration {
+    pub provider: String,
+    pub source_types: Vec<String>,
+    #[serde(default)]
+    pub thresholds: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
+    pub fail_open: bool,
+    pub local: Option<RawLocalModerator>,
+    pub http: Option<RawHttpModerator>,
+}
+
+/// `[moderation.local]`: the open_nsfw model file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocalModerator {
+    pub model: String,
+}
+
+/// `[moderation.http]`: a moderation service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpModerator {
+    pub url: String,
+    #[serde(default = "default_moderation_timeout")]
+    pub timeout_secs: f64,
+    pub bearer_token: Option<String>,
+    #[serde(default = "default_moderation_side")]
+    pub image_side: u32,
+}
+
+fn default_moderation_timeout() -> f64 {
+    10.0
+}
+
+fn default_moderation_side() -> u32 {
+    512
 }
 
 fn default_format() -> String {

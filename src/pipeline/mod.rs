@@ -342,53 +342,102 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
     })
 }
 
-/// Runs the whole pipeline on one complete file.
+/// A decoded, upright, 8-bit sRGB image: what every later step (moderation, variants,
+/// blurhash) works from, so the file is decoded once.
+pub struct Prepared {
+    /// The format sniffed from the bytes.
+    pub format: ImageFormat,
+    /// The EXIF orientation already applied to `image` (the stripped original keeps it).
+    orientation: image::metadata::Orientation,
+    /// The upright pixels.
+    pub image: image::DynamicImage,
+}
+
+impl Prepared {
+    /// A copy no larger than `max_side` on either side, opaque RGB: the input of moderation.
+    ///
+    /// # Errors
+    /// `Resize` when the scaler refuses the sizes.
+    pub fn thumbnail(&self, max_side: u32) -> Result<image::RgbImage, PipelineError> {
+        guarded(|| Ok(resize::thumbnail(&self.image, max_side)?.into_rgb8()))
+    }
+}
+
+/// Runs the whole pipeline on one complete file: [`prepare`], then [`finish`].
 ///
 /// # Errors
-/// Everything `probe` returns, plus `Truncated`/`Corrupt`/`Decode` from decoding,
-/// `StripUnsupported` when the original must be kept but cannot be stripped (BigTIFF),
-/// `TooManyFrames` for GIFs with more frames than `strip` re-codes, `Encode`, and
-/// `Panicked` when a decoder crashed.
+/// Everything `prepare` and `finish` return.
 pub fn process(
     bytes: &[u8],
     spec: &OutputSpec,
     limits: &Limits,
 ) -> Result<Processed, PipelineError> {
-    match catch_unwind(AssertUnwindSafe(|| run(bytes, spec, limits))) {
-        Ok(result) => result,
-        Err(payload) => Err(PipelineError::Panicked(panic_message(payload.as_ref()))),
-    }
+    finish(bytes, &prepare(bytes, limits)?, spec)
 }
 
-/// The steps in order; `process` adds the panic guard.
-fn run(bytes: &[u8], spec: &OutputSpec, limits: &Limits) -> Result<Processed, PipelineError> {
-    let probe = probe(bytes, limits)?;
-    let decoded = decode::first_frame(bytes, probe.format, limits)?;
-    let orientation = decoded.orientation;
-    let image = orient::apply(decoded.image, orientation);
-    let (width, height) = (image.width(), image.height());
-
-    let (variants, hash) = rayon::join(
-        || {
-            let resized = resize::all(&image, &spec.variants)?;
-            encode::webp_all(&resized, spec.quality)
-        },
-        || blurhash::of(&image),
-    );
-    let original = if spec.keep_original {
-        Some(strip::metadata(bytes, probe.format, orientation)?)
-    } else {
-        None
-    };
-    Ok(Processed {
-        format: probe.format,
-        width,
-        height,
-        aspect_ratio: aspect_ratio(width, height),
-        blurhash: hash?,
-        variants: variants?,
-        original,
+/// Checks the header, decodes the first frame to sRGB and applies the orientation.
+///
+/// # Errors
+/// Everything `probe` returns, plus `Truncated`/`Corrupt`/`Decode` from decoding and
+/// `Panicked` when a decoder crashed.
+pub fn prepare(bytes: &[u8], limits: &Limits) -> Result<Prepared, PipelineError> {
+    guarded(|| {
+        let probe = probe(bytes, limits)?;
+        let decoded = decode::first_frame(bytes, probe.format, limits)?;
+        Ok(Prepared {
+            format: probe.format,
+            orientation: decoded.orientation,
+            image: orient::apply(decoded.image, decoded.orientation),
+        })
     })
+}
+
+/// Makes the variants (in parallel with the blurhash) and the stripped original.
+///
+/// # Errors
+/// `StripUnsupported` when the original must be kept but cannot be stripped (BigTIFF),
+/// `TooManyFrames` for GIFs with more frames than `strip` re-codes, `Resize`, `Encode`, and
+/// `Panicked`.
+pub fn finish(
+    bytes: &[u8],
+    prepared: &Prepared,
+    spec: &OutputSpec,
+) -> Result<Processed, PipelineError> {
+    guarded(|| {
+        let image = &prepared.image;
+        let (width, height) = (image.width(), image.height());
+        let (variants, hash) = rayon::join(
+            || {
+                let resized = resize::all(image, &spec.variants)?;
+                encode::webp_all(&resized, spec.quality)
+            },
+            || blurhash::of(image),
+        );
+        let original = if spec.keep_original {
+            Some(strip::metadata(
+                bytes,
+                prepared.format,
+                prepared.orientation,
+            )?)
+        } else {
+            None
+        };
+        Ok(Processed {
+            format: prepared.format,
+            width,
+            height,
+            aspect_ratio: aspect_ratio(width, height),
+            blurhash: hash?,
+            variants: variants?,
+            original,
+        })
+    })
+}
+
+/// Runs `step`, turning a panic (a decoder meeting hostile input) into `Panicked`.
+fn guarded<T>(step: impl FnOnce() -> Result<T, PipelineError>) -> Result<T, PipelineError> {
+    catch_unwind(AssertUnwindSafe(step))
+        .unwrap_or_else(|payload| Err(PipelineError::Panicked(panic_message(payload.as_ref()))))
 }
 
 /// `"W:H"` reduced by their greatest common divisor: 1200×800 → `"3:2"`.

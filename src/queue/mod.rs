@@ -338,6 +338,25 @@ pub trait JobStore: Send + Sync + 'static {
         now: Millis,
     ) -> Result<bool, QueueError>;
 
+    /// Records the moderation verdict of the attempt in hand (`result`, e.g. `APPROVED`, and
+    /// `details`), only while `worker` holds the claim.
+    async fn record_moderation(
+        &self,
+        id: &JobId,
+        worker: &str,
+        result: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, QueueError>;
+
+    /// Ends the job REJECTED by moderation with `details`, only while `worker` holds the claim.
+    async fn reject(
+        &self,
+        id: &JobId,
+        worker: &str,
+        details: &serde_json::Value,
+        now: Millis,
+    ) -> Result<bool, QueueError>;
+
     /// Ends the job FAILED with `error`, only while `worker` holds the claim.
     async fn fail(
         &self,

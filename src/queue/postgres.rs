@@ -212,6 +212,47 @@ impl JobStore for PgJobStore {
         Ok(true)
     }
 
+    async fn record_moderation(
+        &self,
+        id: &JobId,
+        worker: &str,
+        result: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET moderation_result = $3, moderation_details = $4
+             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
+        )
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(result)
+        .bind(Json(details))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn reject(
+        &self,
+        id: &JobId,
+        worker: &str,
+        details: &serde_json::Value,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'REJECTED', moderation_result = 'REJECTED',
+                    moderation_details = $3, locked_by = NULL, locked_at = NULL, updated_at = $4
+             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
+        )
+        .bind(id.as_str())
+        .bind(worker)
+        .bind(Json(details))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn fail(
         &self,
         id: &JobId,

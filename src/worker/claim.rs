@@ -9,33 +9,46 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::retry;
+use super::{moderate, retry};
 use crate::ImagePipeline;
+use crate::moderation::Verdict;
 use crate::pipeline::{self, Processed};
 use crate::queue::{Job, Media, MediaId, Millis, StoredVariant, now_ms};
 use crate::storage::StorageError;
 
-/// Why one attempt failed, and whether trying again could help.
+/// Why one attempt did not produce media, and whether trying again could help.
 #[derive(Debug)]
 pub struct Failure {
     /// What went wrong, in words (shown as the job's `error`).
     pub message: String,
     /// `true` when the same bytes will fail again (no retry).
     pub permanent: bool,
+    /// Set when moderation refused the image: the job ends REJECTED, not FAILED.
+    pub rejection: Option<Box<Verdict>>,
 }
 
 impl Failure {
-    fn transient(message: impl Into<String>) -> Failure {
+    pub(super) fn transient(message: impl Into<String>) -> Failure {
         Failure {
             message: message.into(),
             permanent: false,
+            rejection: None,
         }
     }
 
-    fn permanent(message: impl Into<String>) -> Failure {
+    pub(super) fn permanent(message: impl Into<String>) -> Failure {
         Failure {
             message: message.into(),
             permanent: true,
+            rejection: None,
+        }
+    }
+
+    pub(super) fn rejected(verdict: Verdict) -> Failure {
+        Failure {
+            message: "Content moderation failed".into(),
+            permanent: true,
+            rejection: Some(Box::new(verdict)),
         }
     }
 }
@@ -132,7 +145,10 @@ async fn give_back(pipeline: &ImagePipeline, worker: &str, job: &Job, failure: &
     let jobs = pipeline.jobs();
     let now = now_ms();
     let final_attempt = failure.permanent || job.attempts >= job.max_attempts;
-    let recorded = if final_attempt {
+    let recorded = if let Some(verdict) = &failure.rejection {
+        tracing::warn!(flags = ?verdict.flags, confidence = verdict.confidence, "rejected by moderation");
+        jobs.reject(&job.id, worker, &verdict.details(), now).await
+    } else if final_attempt {
         tracing::warn!(error = %failure.message, "failed");
         jobs.fail(&job.id, worker, &failure.message, now).await
     } else {
@@ -205,23 +221,53 @@ async fn attempt(pipeline: &ImagePipeline, worker: &str, job: &Job) -> Result<Me
             ))
         })?;
     let limits = pipeline.config().limits;
-    let timeout = pipeline.config().worker.job_timeout;
-    let work = tokio::task::spawn_blocking(move || pipeline::process(&bytes, &spec, &limits));
+    let budget = pipeline.config().worker.job_timeout;
+    let moderation = pipeline
+        .moderation()
+        .filter(|m| m.applies_to(&job.source_type))
+        .cloned();
+    let side = moderation.as_ref().map(|m| m.image_side());
+    let started = std::time::Instant::now();
+    let (bytes, prepared, thumbnail) = off_thread(budget, budget, move || {
+        let prepared = pipeline::prepare(&bytes, &limits)?;
+        let thumbnail = side.map(|side| prepared.thumbnail(side)).transpose()?;
+        Ok((bytes, prepared, thumbnail))
+    })
+    .await?;
+    let pixel_time = started.elapsed();
+    if let (Some(moderation), Some(thumbnail)) = (moderation, thumbnail) {
+        moderate::check(pipeline, worker, job, &moderation, &thumbnail).await?;
+    }
+    // The time limit counts pixel work only; moderation has its own timeout.
+    let left = budget.saturating_sub(pixel_time);
+    let processed = off_thread(left, budget, move || {
+        pipeline::finish(&bytes, &prepared, &spec)
+    })
+    .await?;
+    store(pipeline, job, media_id, processed).await
+}
+
+/// Runs pixel work on a blocking thread, within `left` of the job's `budget`.
+async fn off_thread<T: Send + 'static>(
+    left: Duration,
+    budget: Duration,
+    work: impl FnOnce() -> Result<T, pipeline::PipelineError> + Send + 'static,
+) -> Result<T, Failure> {
     // On timeout the thread cannot be stopped; its result is dropped when it ends.
-    let processed = tokio::time::timeout(timeout, work)
+    tokio::time::timeout(left, tokio::task::spawn_blocking(work))
         .await
         .map_err(|_| {
             Failure::permanent(format!(
                 "processing took longer than the {} s limit",
-                timeout.as_secs_f64()
+                budget.as_secs_f64()
             ))
         })?
         .map_err(|e| Failure::permanent(format!("processing crashed: {e}")))?
         .map_err(|e| Failure {
             message: e.to_string(),
             permanent: e.is_permanent(),
-        })?;
-    store(pipeline, job, media_id, processed).await
+            rejection: None,
+        })
 }
 
 /// Writes the variants and the original under a fresh media id; on failure removes them again.

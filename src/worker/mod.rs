@@ -4,6 +4,7 @@
 //! `worker.shutdown_timeout`; anything cut off is taken back later as a stale claim).
 
 pub mod claim;
+mod moderate;
 pub mod rescue;
 pub mod retry;
 
@@ -55,22 +56,16 @@ impl WorkerPool {
     }
 }
 
-/// Rescues stale claims every heartbeat interval and sweeps staging now and then.
+/// Rescues stale claims every heartbeat interval and sweeps staging every sweep interval.
 async fn maintain(pipeline: ImagePipeline, shutdown: CancellationToken) {
     let cfg = pipeline.config().worker.clone();
-    let mut tick = tokio::time::interval(cfg.heartbeat_interval);
-    let sweep_every =
-        (cfg.staging_grace.as_secs() / cfg.heartbeat_interval.as_secs().max(1) / 4).max(1);
-    let mut ticks: u64 = 0;
+    let mut rescue = tokio::time::interval(cfg.heartbeat_interval);
+    let mut sweep = tokio::time::interval(cfg.staging_sweep_interval);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
+            _ = rescue.tick() => rescue::stale_claims(&pipeline).await,
+            _ = sweep.tick() => rescue::orphaned_staging(&pipeline).await,
         }
-        rescue::stale_claims(&pipeline).await;
-        if ticks.is_multiple_of(sweep_every) {
-            rescue::orphaned_staging(&pipeline).await;
-        }
-        ticks += 1;
     }
 }

@@ -43,7 +43,10 @@ async fn remove_leftovers(pipeline: &ImagePipeline, job: &Job) {
     }
 }
 
-/// Deletes staging objects older than the grace period whose job is gone or has ended.
+/// Deletes staging objects whose job has ended (a worker that died between recording the end
+/// and deleting the upload leaves one), and those older than the grace period with no job at
+/// all (a crash between staging and insert). Uploads still being staged have no job yet and
+/// are younger than the grace period.
 pub async fn orphaned_staging(pipeline: &ImagePipeline) {
     let storage = pipeline.storage();
     let grace = chrono::Duration::from_std(pipeline.config().worker.staging_grace)
@@ -53,15 +56,19 @@ pub async fn orphaned_staging(pipeline: &ImagePipeline) {
         Err(e) => return tracing::warn!(error = %e, "could not list staging objects"),
     };
     let cutoff = chrono::Utc::now() - grace;
-    for object in listed.into_iter().filter(|o| o.last_modified < cutoff) {
-        let live = match storage.keys().job_of_staging_key(&object.key) {
+    for object in listed {
+        let job = match storage.keys().job_of_staging_key(&object.key) {
             Some(job_id) => match pipeline.jobs().get(&job_id).await {
-                Ok(job) => job.is_some_and(|j| !j.status.is_terminal()),
+                Ok(job) => job,
                 Err(e) => return tracing::warn!(error = %e, "could not check staging objects"),
             },
-            None => false,
+            None => None,
         };
-        if !live {
+        let orphaned = match job {
+            Some(job) => job.status.is_terminal(),
+            None => object.last_modified < cutoff,
+        };
+        if orphaned {
             tracing::info!(key = %object.key, "removing an orphaned staging object");
             if let Err(e) = storage.delete(&object.key).await {
                 tracing::warn!(key = %object.key, error = %e, "could not remove a staging object");

@@ -6,6 +6,7 @@ mod common;
 mod corpus;
 mod files;
 mod media;
+mod moderation;
 mod pipeline;
 mod processes;
 mod queue;

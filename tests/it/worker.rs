@@ -25,6 +25,33 @@ async fn orphaned_staging_objects_are_swept_and_live_ones_kept() {
     assert_eq!(server.stored_keys().await, [live]);
 }
 
+/// The upload of a job that has ended is removed at once, whatever its age; a young staging
+/// object with no job (an upload still arriving) is kept.
+#[tokio::test]
+async fn staging_of_ended_jobs_is_swept_at_once() {
+    let server = TestServer::start().await;
+    let (body, job, _) = dead_attempt(&server).await;
+    let jobs = server.pipeline.jobs();
+    assert!(
+        jobs.fail(&job.id, "dead-worker", "gave up", now_ms())
+            .await
+            .unwrap()
+    );
+    let storage = server.pipeline.storage();
+    storage
+        .put("staging/still-arriving", vec![1, 2, 3].into())
+        .await
+        .unwrap();
+    let mut before = vec![
+        format!("staging/{}", body["jobId"].as_str().unwrap()),
+        "staging/still-arriving".to_owned(),
+    ];
+    before.sort();
+    assert_eq!(server.stored_keys().await, before);
+    rescue::orphaned_staging(&server.pipeline).await;
+    assert_eq!(server.stored_keys().await, ["staging/still-arriving"]);
+}
+
 #[tokio::test]
 async fn an_idle_pool_is_woken_by_a_new_job() {
     // The safety-net poll is an hour: only the wake-up can make the job run in time.
