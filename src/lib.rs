@@ -63,7 +63,7 @@ pub enum Error {
     #[error("content moderation: {0}")]
     Moderation(#[from] ModerationError),
     /// The object store refused or could not be reached at start-up.
-    #[error("cannot use object storage {location}: {source}")]
+    #[error("cannot use object storage {location}")]
     StorageUnreachable {
         /// The configured location, e.g. `s3://bucket`.
         location: String,

@@ -77,8 +77,9 @@ pub struct S3Location {
     pub secret_access_key: Option<String>,
     /// Session token of temporary credentials; also `AWS_SESSION_TOKEN`.
     pub session_token: Option<String>,
-    /// `endpoint/bucket/key` addressing (MinIO-like servers) instead of `bucket.endpoint/key`.
-    pub path_style: bool,
+    /// `endpoint/bucket/key` addressing (`true`) or `bucket.endpoint/key` (`false`); unset:
+    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, else path style (object_store's default).
+    pub path_style: Option<bool>,
 }
 
 impl fmt::Debug for S3Location {
@@ -99,7 +100,7 @@ impl S3Location {
     /// Where objects can be fetched when no `public_base_url` is configured: the endpoint's
     /// path-style URL, or AWS's virtual-hosted one.
     pub fn default_public_base_url(&self) -> String {
-        let base = match (&self.endpoint, self.path_style) {
+        let base = match (&self.endpoint, self.path_style != Some(false)) {
             (Some(endpoint), true) => format!("{}/{}", endpoint.trim_end_matches('/'), self.bucket),
             (Some(endpoint), false) => match endpoint.split_once("://") {
                 Some((scheme, host)) => {

@@ -82,5 +82,4 @@ idle_timeout_secs = 600
 migrate_on_start = true
 
 [s3]
-path_style = false
 "#;

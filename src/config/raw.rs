@@ -95,7 +95,7 @@ pub struct RawS3 {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub session_token: Option<String>,
-    pub path_style: bool,
+    pub path_style: Option<bool>,
 }
 
 /// The `[moderation]` table; absent means no moderation.

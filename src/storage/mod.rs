@@ -16,7 +16,7 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 pub use keys::{Keys, content_type};
@@ -35,7 +35,7 @@ pub enum StorageError {
     InvalidKey(String),
     /// The store failed or could not be reached.
     #[error("object storage error: {0}")]
-    Backend(#[source] object_store::Error),
+    Backend(object_store::Error),
     /// Writing a streamed object failed outside the store.
     #[error("object write failed: {0}")]
     Io(#[source] std::io::Error),
@@ -294,16 +294,15 @@ impl ObjectWriter {
 
 /// An S3 client for `s3`: settings left out of the configuration come from `AWS_*` variables.
 fn open_s3(s3: &S3Location) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    let plain_http = s3
-        .endpoint
-        .as_deref()
-        .is_some_and(|e| e.starts_with("http://"));
-    let mut builder = AmazonS3Builder::from_env()
-        .with_bucket_name(&s3.bucket)
-        .with_virtual_hosted_style_request(!s3.path_style)
-        .with_client_options(ClientOptions::new().with_allow_http(plain_http));
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
+    if let Some(path_style) = s3.path_style {
+        builder = builder.with_virtual_hosted_style_request(!path_style);
+    }
     if let Some(endpoint) = &s3.endpoint {
-        builder = builder.with_endpoint(endpoint);
+        // A plain-http endpoint is a deliberate choice (a server on loopback or a private net).
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
     }
     if let Some(region) = &s3.region {
         builder = builder.with_region(region);

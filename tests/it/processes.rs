@@ -629,7 +629,8 @@ async fn scale_out(kill: bool) {
     assert_eq!(stored, expected);
 
     for worker in workers.iter_mut().skip(usize::from(kill)) {
-        assert!(worker.terminate(SHUTDOWN_DEADLINE).await.success());
+        let exit = worker.terminate(SHUTDOWN_DEADLINE).await;
+        assert!(exit.success(), "{} ended with {exit} on SIGTERM", worker.name);
     }
 }
 
