@@ -1,6 +1,6 @@
 //! Claim latency and queue throughput under contention, SQLite and PostgreSQL side by side.
 //!
-//! `cargo bench --bench queue` (PostgreSQL from `XIP_TEST_POSTGRES_URL`, default the machine's
+//! `cargo bench --bench queue` (PostgreSQL from `XIMAGEPIPELINE_TEST_POSTGRES_URL`, default the machine's
 //! server; a schema of its own, dropped afterwards). Each run queues `JOBS` jobs, then `CLAIMERS`
 //! tasks claim and complete them until none is left, as workers do without the image work.
 //! Prints the latency of each claim statement (median, p99, max) and jobs per second.
@@ -21,7 +21,7 @@ async fn main() {
     let sqlite = format!("sqlite://{}/bench.db", dir.path().display());
     run("SQLite", &sqlite).await;
 
-    let base = std::env::var("XIP_TEST_POSTGRES_URL")
+    let base = std::env::var("XIMAGEPIPELINE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let schema = format!("xip_bench_{}", std::process::id());
     let mut admin = PgConnection::connect(&base).await.unwrap();

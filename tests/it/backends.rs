@@ -1,6 +1,6 @@
 //! The real servers of the scale-out set-up, for the tests that need them.
 //!
-//! - PostgreSQL: `XIP_TEST_POSTGRES_URL`, else the machine's server on 127.0.0.1:5432 (user
+//! - PostgreSQL: `XIMAGEPIPELINE_TEST_POSTGRES_URL`, else the machine's server on 127.0.0.1:5432 (user
 //!   postgres, database `test`); `scripts/test` starts a private cluster when none answers. Each
 //!   test gets its own schema, dropped when its guard goes (also when the test fails).
 //! - S3: one `s3s-fs` server per test binary (it checks SigV4 signatures), started on a free
@@ -18,7 +18,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// The PostgreSQL server the tests use.
 pub fn postgres_url() -> String {
-    std::env::var("XIP_TEST_POSTGRES_URL")
+    std::env::var("XIMAGEPIPELINE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
@@ -94,7 +94,7 @@ pub fn s3_server() -> &'static S3Server {
 }
 
 fn s3s_fs_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("XIP_TEST_S3S_FS") {
+    if let Ok(path) = std::env::var("XIMAGEPIPELINE_TEST_S3S_FS") {
         return PathBuf::from(path);
     }
     let cargo_home = std::env::var("CARGO_HOME").map_or_else(

@@ -630,7 +630,11 @@ async fn scale_out(kill: bool) {
 
     for worker in workers.iter_mut().skip(usize::from(kill)) {
         let exit = worker.terminate(SHUTDOWN_DEADLINE).await;
-        assert!(exit.success(), "{} ended with {exit} on SIGTERM", worker.name);
+        assert!(
+            exit.success(),
+            "{} ended with {exit} on SIGTERM",
+            worker.name
+        );
     }
 }
 
