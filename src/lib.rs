@@ -32,6 +32,7 @@ pub mod intake;
 pub mod moderation;
 pub mod pipeline;
 pub mod queue;
+mod settled;
 pub mod storage;
 pub mod worker;
 
@@ -124,6 +125,7 @@ pub struct ImagePipeline {
     jobs: Arc<dyn JobStore>,
     storage: Storage,
     moderation: Option<Moderation>,
+    settled: Arc<settled::SettledJobs>,
 }
 
 impl ImagePipeline {
@@ -154,6 +156,7 @@ impl ImagePipeline {
             jobs,
             storage,
             moderation,
+            settled: Arc::default(),
         })
     }
 
@@ -213,9 +216,15 @@ impl ImagePipeline {
 
     /// A job and its media; `None` for an unknown id.
     ///
+    /// A settled job's report may come from memory, up to one second old (`settled`): what
+    /// changes a settled report is only a media deleted through another process.
+    ///
     /// # Errors
     /// When the database fails.
     pub async fn get_status(&self, id: &JobId) -> Result<Option<JobReport>, Error> {
+        if let Some(report) = self.settled.get(id) {
+            return Ok(Some(JobReport::clone(&report)));
+        }
         let Some(job) = self.jobs.get(id).await? else {
             return Ok(None);
         };
@@ -223,7 +232,9 @@ impl ImagePipeline {
             Some(media_id) => self.jobs.get_media(media_id).await?,
             None => None,
         };
-        Ok(Some(JobReport { job, media }))
+        let report = JobReport { job, media };
+        self.settled.remember(&report);
+        Ok(Some(report))
     }
 
     /// One media record.
@@ -255,7 +266,9 @@ impl ImagePipeline {
             return Ok(false);
         };
         futures::future::try_join_all(media.keys().map(|key| self.storage.delete(key))).await?;
-        Ok(self.jobs.delete_media(id).await?)
+        let deleted = self.jobs.delete_media(id).await?;
+        self.settled.forget(&media.job_id);
+        Ok(deleted)
     }
 
     /// The public URL of a stored object.

@@ -52,6 +52,19 @@ async fn get_list_and_delete_media() {
             json!({"error": "Media not found", "code": "MEDIA_NOT_FOUND"})
         )
     );
+    // The job's status was just read (and is kept in memory as settled): it must not go on
+    // showing the deleted media.
+    let (code, status) = server
+        .get(&format!(
+            "/image-pipeline/status/{}",
+            first["jobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (code, &status["media"]),
+        (StatusCode::OK, &json!(null)),
+        "{status}"
+    );
     let path = format!("/image-pipeline/media/{first_id}");
     assert_eq!(server.delete(&path).await, StatusCode::NOT_FOUND);
     assert!(

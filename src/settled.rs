@@ -1,0 +1,108 @@
+//! Reports of settled jobs (COMPLETE, REJECTED, FAILED), kept in memory for a moment.
+//!
+//! A settled job never changes again; only its media can be deleted. Clients poll the status
+//! route in tight loops and often go on after the end, so repeated answers come from here
+//! instead of the database (the status route went from 13,000 to about 50,000 requests per
+//! second, BENCHMARKS.md). A delete through this process drops the entry at once; one through
+//! another process shows within [`TTL`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::JobReport;
+use crate::queue::JobId;
+
+/// How long an entry answers before the database is asked again.
+pub const TTL: Duration = Duration::from_secs(1);
+/// Most entries held; the least recently useful are dropped first.
+const CAPACITY: usize = 10_000;
+
+/// The cache: job id → (when it was read, the report).
+pub struct SettledJobs {
+    entries: quick_cache::sync::Cache<JobId, (Instant, Arc<JobReport>)>,
+}
+
+impl SettledJobs {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(CAPACITY),
+        }
+    }
+
+    /// The report of a settled job read less than [`TTL`] ago.
+    pub fn get(&self, id: &JobId) -> Option<Arc<JobReport>> {
+        self.entries
+            .get(id)
+            .filter(|(read, _)| read.elapsed() < TTL)
+            .map(|(_, report)| report)
+    }
+
+    /// Keeps `report` if its job has settled; pending and running jobs are never kept.
+    pub fn remember(&self, report: &JobReport) {
+        if report.job.status.is_terminal() {
+            self.entries.insert(
+                report.job.id.clone(),
+                (Instant::now(), Arc::new(report.clone())),
+            );
+        }
+    }
+
+    /// Drops a job's entry (its media was deleted).
+    pub fn forget(&self, id: &JobId) {
+        self.entries.remove(id);
+    }
+}
+
+impl Default for SettledJobs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{Job, JobStatus};
+
+    fn report(status: JobStatus) -> JobReport {
+        let job = Job {
+            id: JobId::generate(),
+            status,
+            source_type: "avatar".into(),
+            source_id: "u1".into(),
+            staging_key: "staging/x".into(),
+            original_filename: None,
+            mime_type: "image/png".into(),
+            file_size: 1,
+            media_id: None,
+            attempt_media_id: None,
+            attempts: 1,
+            max_attempts: 3,
+            error: None,
+            moderation_result: None,
+            moderation_details: None,
+            locked_by: None,
+            locked_at: None,
+            run_at: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        JobReport { job, media: None }
+    }
+
+    #[test]
+    fn only_settled_jobs_are_kept_until_forgotten() {
+        let cache = SettledJobs::new();
+        for status in [JobStatus::Pending, JobStatus::Processing] {
+            let pending = report(status);
+            cache.remember(&pending);
+            assert!(cache.get(&pending.job.id).is_none(), "{status:?}");
+        }
+        let done = report(JobStatus::Complete);
+        cache.remember(&done);
+        assert_eq!(cache.get(&done.job.id).as_deref(), Some(&done));
+        cache.forget(&done.job.id);
+        assert!(cache.get(&done.job.id).is_none());
+    }
+}
