@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -64,6 +65,9 @@ struct ProcessArgs {
     /// TOML configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Files processed at once (each also runs its variants in parallel).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
     /// Images to process.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -159,18 +163,23 @@ fn run_process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let spec = config
         .output_spec(&args.source_type)
         .with_context(|| format!("unknown source type {:?}", args.source_type))?;
-    let mut all_ok = true;
-    for file in &args.files {
-        let line = match process_file(&config, &spec, file, &args.out) {
-            Ok(result) => result,
-            Err(message) => {
-                all_ok = false;
-                json!({ "file": file, "error": message })
-            }
-        };
-        println!("{line}");
-    }
-    Ok(if all_ok {
+    let next = AtomicUsize::new(0);
+    let all_ok = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.max(1) {
+            scope.spawn(|| {
+                while let Some(file) = args.files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let line =
+                        process_file(&config, &spec, file, &args.out).unwrap_or_else(|message| {
+                            all_ok.store(false, Ordering::Relaxed);
+                            json!({ "file": file, "error": message })
+                        });
+                    println!("{line}");
+                }
+            });
+        }
+    });
+    Ok(if all_ok.into_inner() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

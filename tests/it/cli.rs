@@ -177,6 +177,52 @@ async fn process_writes_each_file_and_reports_each_failure() {
 }
 
 #[tokio::test]
+async fn process_with_jobs_reports_every_file_once() {
+    let out = tempfile::tempdir().unwrap();
+    let files = [
+        corpus("photos/kodim03.png"),
+        corpus("invalid/text_renamed.jpg"),
+        corpus("valid/jpeg_progressive_cat.jpg"),
+        corpus("photos/kodim04.png"),
+    ];
+    let out_arg = out.path().display().to_string();
+    let file_args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let mut args = vec![
+        "process",
+        "--jobs",
+        "3",
+        "--source-type",
+        "gallery",
+        "--out",
+        &out_arg,
+    ];
+    args.extend(file_args.iter().map(String::as_str));
+
+    let output = run(&args).await;
+    let stdout = text(&output.stdout);
+    // Lines come in the order files finish: match them by file.
+    let mut by_file = std::collections::BTreeMap::new();
+    for line in stdout.lines() {
+        let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let file = line["file"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            by_file.insert(file, line).is_none(),
+            "one line per file:\n{stdout}"
+        );
+    }
+    assert_eq!(by_file.len(), files.len(), "{stdout}");
+    for (file, arg) in files.iter().zip(&file_args) {
+        let line = &by_file[arg];
+        if file.ends_with("text_renamed.jpg") {
+            assert!(line["error"].is_string(), "{line}");
+        } else {
+            check_processed(line, file, out.path());
+        }
+    }
+    assert!(!output.status.success(), "one file failed");
+}
+
+#[tokio::test]
 async fn process_refuses_an_unknown_source_type() {
     let out = tempfile::tempdir().unwrap();
     let out_arg = out.path().display().to_string();
