@@ -54,7 +54,7 @@ where
     let src = source.as_raw();
     // The output is height × width.
     let mut out = vec![0u8; src.len()];
-    out.par_chunks_mut(TILE * height * N)
+    out.par_chunks_mut((TILE * height * N).max(1))
         .enumerate()
         .for_each(|(band, rows)| {
             let first_row = band * TILE;
@@ -108,6 +108,12 @@ mod tests {
                 "orientation {exif}"
             );
         }
+    }
+
+    #[test]
+    fn empty_images_turn_without_panicking() {
+        let empty = DynamicImage::ImageRgb8(image::RgbImage::new(0, 0));
+        assert_eq!(apply(empty.clone(), Orientation::Rotate90), empty);
     }
 
     #[test]
