@@ -49,7 +49,8 @@ fn stages(c: &mut Criterion) {
     });
     group.finish();
 
-    let stored = decode_rotated(&rotated, &limits);
+    // The 12 MP photo decoded but not yet turned upright.
+    let stored = decoded(&rotated, &limits);
     let mut group = c.benchmark_group("orient");
     group.sample_size(20);
     group.bench_function("rotate 12 MP (EXIF 6)", |b| {
@@ -61,9 +62,7 @@ fn stages(c: &mut Criterion) {
     });
     group.finish();
 
-    let image = decode::first_frame(&photo, format, &limits)
-        .expect("decode")
-        .image;
+    let image = decoded(&photo, &limits);
     let mut group = c.benchmark_group("resize");
     group.sample_size(20);
     group.bench_function("gallery variants", |b| {
@@ -101,8 +100,8 @@ fn stages(c: &mut Criterion) {
     });
 }
 
-/// The 12 MP photo decoded but not yet turned upright.
-fn decode_rotated(bytes: &[u8], limits: &Limits) -> image::DynamicImage {
+/// A file's first frame in sRGB, as stored (orientation not applied).
+fn decoded(bytes: &[u8], limits: &Limits) -> image::DynamicImage {
     let format = pipeline::probe(bytes, limits).expect("probe").format;
     decode::first_frame(bytes, format, limits)
         .expect("decode")
