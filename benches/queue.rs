@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use ximagepipeline::config::DatabaseConfig;
-use ximagepipeline::queue::{self, JobId, JobStore, Media, MediaId, NewJob, now_ms};
+use ximagepipeline::queue::{self, JobStore, Media, NewJob, now_ms};
+use ximagepipeline::{JobId, MediaId};
 
 const JOBS: usize = 2_000;
 const CLAIMERS: usize = 8;

@@ -1,15 +1,21 @@
 //! Intake: turning an upload into a PENDING job, or into a clear refusal with nothing left behind.
 //!
-//! The HTTP route streams the file into staging first (fields may come in any order), then calls
-//! [`enqueue`]; the library's `submit` stages bytes it already holds. Either way the checks run
-//! in the contract's order and any refusal deletes the staging object before it is reported.
+//! [`Intake`] holds what accepting an upload needs and nothing more: the job store, the object
+//! storage and the upload rules of the configuration. The HTTP route streams the file into
+//! staging through an [`Upload`] (fields may come in any order), then calls [`Intake::enqueue`];
+//! the library's `submit` stages bytes it already holds. Either way the checks run in the
+//! contract's order and any refusal deletes the staging object before it is reported.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::ImagePipeline;
-use crate::pipeline::{self, PipelineError, sniff::Sniffed};
-use crate::queue::{JobId, NewJob, QueueError, now_ms};
-use crate::storage::StorageError;
+use crate::config::Config;
+use crate::ids::JobId;
+use crate::pipeline::{self, Limits, PipelineError, sniff::Sniffed};
+use crate::queue::{JobStore, NewJob, QueueError, now_ms};
+use crate::storage::{ObjectWriter, Storage, StorageError};
 
 /// How many leading bytes of an upload are kept in memory for sniffing and the header probe.
 pub const HEAD_BYTES: usize = 1 << 20;
@@ -42,15 +48,64 @@ pub enum SubmitError {
         /// The type sniffed from the bytes.
         mime: String,
     },
-    /// The header cannot be read, or declares a size over the limits.
-    #[error("{0}")]
+    /// The header cannot be read.
+    #[error("Unreadable image: {0}")]
     Unreadable(#[source] PipelineError),
+    /// The header declares a size over the pixel limits.
+    #[error("{0}")]
+    TooManyPixels(#[source] PipelineError),
     /// The staging write failed.
     #[error("Failed to upload file to storage")]
     Storage(#[source] StorageError),
     /// The job insert failed.
     #[error("Failed to create processing job")]
     Queue(#[source] QueueError),
+}
+
+impl From<PipelineError> for SubmitError {
+    /// A header that fails the probe: over the limits, or unreadable.
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::TooManyPixels { .. } => SubmitError::TooManyPixels(e),
+            e => SubmitError::Unreadable(e),
+        }
+    }
+}
+
+/// The parts of the configuration that decide whether an upload is accepted.
+#[derive(Debug, Clone)]
+pub struct UploadRules {
+    /// Largest accepted upload, in bytes.
+    pub max_file_size: u64,
+    /// MIME types (sniffed from bytes) that uploads may have.
+    pub allowed_mime_types: Vec<String>,
+    /// Pixel and side limits, checked from the header.
+    pub limits: Limits,
+    /// Every configured source type.
+    pub source_types: BTreeSet<String>,
+    /// Attempts a new job gets.
+    pub max_attempts: u32,
+}
+
+impl UploadRules {
+    /// The rules `config` sets.
+    pub fn from_config(config: &Config) -> UploadRules {
+        UploadRules {
+            max_file_size: config.max_file_size,
+            allowed_mime_types: config.allowed_mime_types.clone(),
+            limits: config.limits,
+            source_types: config.source_types.keys().cloned().collect(),
+            max_attempts: config.worker.max_attempts,
+        }
+    }
+}
+
+/// Accepts uploads: stages them, checks them, queues their jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    jobs: Arc<dyn JobStore>,
+    storage: Storage,
+    rules: Arc<UploadRules>,
 }
 
 /// An upload already written to staging.
@@ -67,132 +122,235 @@ pub struct Staged {
     pub filename: Option<String>,
 }
 
+/// An upload being streamed into staging: the size limit is enforced as the bytes arrive and
+/// the first [`HEAD_BYTES`] are kept for sniffing. Nothing is visible until [`Upload::finish`].
+pub struct Upload {
+    writer: ObjectWriter,
+    job_id: JobId,
+    key: String,
+    max_bytes: u64,
+    size: u64,
+    head: Vec<u8>,
+    filename: Option<String>,
+}
+
+impl Upload {
+    /// Appends the next bytes of the file.
+    ///
+    /// # Errors
+    /// `FileTooLarge` past `max_file_size`, `Storage` when the write fails; the upload must then
+    /// be [aborted](Upload::abort).
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), SubmitError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.max_bytes {
+            return Err(SubmitError::FileTooLarge {
+                max_bytes: self.max_bytes,
+            });
+        }
+        if self.head.len() < HEAD_BYTES {
+            let take = (HEAD_BYTES - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        self.writer.write(chunk).await.map_err(SubmitError::Storage)
+    }
+
+    /// Makes the staged object visible, ready for [`Intake::enqueue`].
+    ///
+    /// # Errors
+    /// `Storage` when the store refuses the object.
+    pub async fn finish(self) -> Result<Staged, SubmitError> {
+        self.writer.finish().await.map_err(SubmitError::Storage)?;
+        Ok(Staged {
+            job_id: self.job_id,
+            key: self.key,
+            size: self.size,
+            head: self.head,
+            filename: self.filename,
+        })
+    }
+
+    /// Drops what was written so far.
+    pub async fn abort(self) {
+        self.writer.abort().await;
+    }
+}
+
 /// Whether `id` is a valid `sourceId` (it becomes part of object keys).
 pub fn is_valid_source_id(id: &str) -> bool {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     id.len() <= 128 && id.starts_with(|c: char| c.is_ascii_alphanumeric()) && id.chars().all(ok)
 }
 
-/// Checks the form fields, in the contract's order.
-///
-/// # Errors
-/// `MissingFields`, `UnknownSourceType` or `InvalidSourceId`.
-pub fn check_fields(
-    pipeline: &ImagePipeline,
-    source_type: Option<&str>,
-    source_id: Option<&str>,
-) -> Result<(), SubmitError> {
-    let (Some(source_type), Some(source_id)) = (source_type, source_id) else {
-        return Err(SubmitError::MissingFields);
-    };
-    if source_type.is_empty() || source_id.is_empty() {
-        return Err(SubmitError::MissingFields);
-    }
-    if !pipeline.config().source_types.contains_key(source_type) {
-        return Err(SubmitError::UnknownSourceType(source_type.to_owned()));
-    }
-    if !is_valid_source_id(source_id) {
-        return Err(SubmitError::InvalidSourceId);
-    }
-    Ok(())
-}
-
-/// Writes bytes the caller already holds to staging.
-///
-/// # Errors
-/// `FileTooLarge` or `Storage`.
-pub async fn stage_bytes(pipeline: &ImagePipeline, bytes: Bytes) -> Result<Staged, SubmitError> {
-    let max_bytes = pipeline.config().max_file_size;
-    if bytes.len() as u64 > max_bytes {
-        return Err(SubmitError::FileTooLarge { max_bytes });
-    }
-    let job_id = JobId::generate();
-    let key = pipeline.storage().keys().staging(&job_id);
-    let head = bytes[..bytes.len().min(HEAD_BYTES)].to_vec();
-    let size = bytes.len() as u64;
-    pipeline
-        .storage()
-        .put(&key, bytes)
-        .await
-        .map_err(SubmitError::Storage)?;
-    Ok(Staged {
-        job_id,
-        key,
-        size,
-        head,
-        filename: None,
-    })
-}
-
-/// Checks a staged upload and inserts its job; on any refusal the staging object is deleted.
-///
-/// # Errors
-/// Any [`SubmitError`] but `FileTooLarge`, in the contract's order.
-pub async fn enqueue(
-    pipeline: &ImagePipeline,
-    staged: Staged,
-    source_type: Option<&str>,
-    source_id: Option<&str>,
-) -> Result<JobId, SubmitError> {
-    let result = checked_insert(pipeline, &staged, source_type, source_id).await;
-    if result.is_err()
-        && let Err(e) = pipeline.storage().delete(&staged.key).await
-    {
-        tracing::warn!(key = %staged.key, error = %e, "could not remove a refused upload; cleanup will retry");
-    }
-    result.map(|()| staged.job_id)
-}
-
-async fn checked_insert(
-    pipeline: &ImagePipeline,
-    staged: &Staged,
-    source_type: Option<&str>,
-    source_id: Option<&str>,
-) -> Result<(), SubmitError> {
-    check_fields(pipeline, source_type, source_id)?;
-    let config = pipeline.config();
-    if staged.size == 0 {
-        return Err(SubmitError::Unreadable(PipelineError::Empty));
-    }
-    let mime = match pipeline::sniff::detect(&staged.head) {
-        Sniffed::Image(format) => format.mime(),
-        Sniffed::Other(mime) => mime,
-    };
-    if !config.allowed_mime_types.iter().any(|m| m == mime) {
-        return Err(SubmitError::TypeNotAllowed {
-            mime: mime.to_owned(),
-        });
-    }
-    let probed = pipeline::probe(&staged.head, &config.limits);
-    if let Err(e) = probed {
-        // A header longer than the kept head (rare: huge metadata) needs the whole file.
-        let whole_file_differs = staged.size > staged.head.len() as u64
-            && !matches!(e, PipelineError::TooManyPixels { .. });
-        if !whole_file_differs {
-            return Err(SubmitError::Unreadable(e));
+impl Intake {
+    /// An intake over `jobs` and `storage` with `rules`.
+    pub fn new(jobs: Arc<dyn JobStore>, storage: Storage, rules: UploadRules) -> Intake {
+        Intake {
+            jobs,
+            storage,
+            rules: Arc::new(rules),
         }
-        let bytes = pipeline
-            .storage()
-            .get(&staged.key)
+    }
+
+    /// The rules uploads are checked against.
+    pub fn rules(&self) -> &UploadRules {
+        &self.rules
+    }
+
+    /// Checks the form fields, in the contract's order.
+    ///
+    /// # Errors
+    /// `MissingFields`, `UnknownSourceType` or `InvalidSourceId`.
+    pub fn check_fields(
+        &self,
+        source_type: Option<&str>,
+        source_id: Option<&str>,
+    ) -> Result<(), SubmitError> {
+        let (Some(source_type), Some(source_id)) = (source_type, source_id) else {
+            return Err(SubmitError::MissingFields);
+        };
+        if source_type.is_empty() || source_id.is_empty() {
+            return Err(SubmitError::MissingFields);
+        }
+        if !self.rules.source_types.contains(source_type) {
+            return Err(SubmitError::UnknownSourceType(source_type.to_owned()));
+        }
+        if !is_valid_source_id(source_id) {
+            return Err(SubmitError::InvalidSourceId);
+        }
+        Ok(())
+    }
+
+    /// Starts streaming a file into a new staging object.
+    ///
+    /// # Errors
+    /// `Storage` when the store cannot take a write.
+    pub fn begin_upload(&self, filename: Option<String>) -> Result<Upload, SubmitError> {
+        let job_id = JobId::generate();
+        let key = self.storage.keys().staging(&job_id);
+        let writer = self.storage.writer(&key).map_err(SubmitError::Storage)?;
+        Ok(Upload {
+            writer,
+            job_id,
+            key,
+            max_bytes: self.rules.max_file_size,
+            size: 0,
+            head: Vec::new(),
+            filename,
+        })
+    }
+
+    /// Queues an image held in memory, with the same checks as the upload route.
+    ///
+    /// # Errors
+    /// A [`SubmitError`] naming the refusal, as the upload route would.
+    pub async fn submit(
+        &self,
+        bytes: Bytes,
+        source_type: &str,
+        source_id: &str,
+    ) -> Result<JobId, SubmitError> {
+        self.check_fields(Some(source_type), Some(source_id))?;
+        let staged = self.stage_bytes(bytes).await?;
+        self.enqueue(staged, Some(source_type), Some(source_id))
+            .await
+    }
+
+    /// Writes bytes the caller already holds to staging.
+    async fn stage_bytes(&self, bytes: Bytes) -> Result<Staged, SubmitError> {
+        let max_bytes = self.rules.max_file_size;
+        if bytes.len() as u64 > max_bytes {
+            return Err(SubmitError::FileTooLarge { max_bytes });
+        }
+        let job_id = JobId::generate();
+        let key = self.storage.keys().staging(&job_id);
+        let head = bytes[..bytes.len().min(HEAD_BYTES)].to_vec();
+        let size = bytes.len() as u64;
+        self.storage
+            .put(&key, bytes)
             .await
             .map_err(SubmitError::Storage)?;
-        pipeline::probe(&bytes, &config.limits).map_err(SubmitError::Unreadable)?;
+        Ok(Staged {
+            job_id,
+            key,
+            size,
+            head,
+            filename: None,
+        })
     }
-    let job = NewJob {
-        id: staged.job_id.clone(),
-        source_type: source_type.unwrap_or_default().to_owned(),
-        source_id: source_id.unwrap_or_default().to_owned(),
-        staging_key: staged.key.clone(),
-        original_filename: staged.filename.clone(),
-        mime_type: mime.to_owned(),
-        file_size: staged.size as i64,
-        max_attempts: config.worker.max_attempts,
-    };
-    pipeline
-        .jobs()
-        .insert(job, now_ms())
-        .await
-        .map_err(SubmitError::Queue)
+
+    /// Removes a staged upload that will not become a job; the staging sweep retries on failure.
+    pub async fn discard(&self, staged: &Staged) {
+        if let Err(e) = self.storage.delete(&staged.key).await {
+            tracing::warn!(key = %staged.key, error = %e, "could not remove a refused upload; cleanup will retry");
+        }
+    }
+
+    /// Checks a staged upload and inserts its job; on any refusal the staging object is deleted.
+    ///
+    /// # Errors
+    /// Any [`SubmitError`] but `FileTooLarge`, in the contract's order.
+    pub async fn enqueue(
+        &self,
+        staged: Staged,
+        source_type: Option<&str>,
+        source_id: Option<&str>,
+    ) -> Result<JobId, SubmitError> {
+        let result = self.checked_insert(&staged, source_type, source_id).await;
+        if result.is_err() {
+            self.discard(&staged).await;
+        }
+        result.map(|()| staged.job_id)
+    }
+
+    async fn checked_insert(
+        &self,
+        staged: &Staged,
+        source_type: Option<&str>,
+        source_id: Option<&str>,
+    ) -> Result<(), SubmitError> {
+        self.check_fields(source_type, source_id)?;
+        if staged.size == 0 {
+            return Err(PipelineError::Empty.into());
+        }
+        let mime = match pipeline::sniff::detect(&staged.head) {
+            Sniffed::Image(format) => format.mime(),
+            Sniffed::Other(mime) => mime,
+        };
+        if !self.rules.allowed_mime_types.iter().any(|m| m == mime) {
+            return Err(SubmitError::TypeNotAllowed {
+                mime: mime.to_owned(),
+            });
+        }
+        let limits = &self.rules.limits;
+        if let Err(e) = pipeline::probe(&staged.head, limits) {
+            // A header longer than the kept head (rare: huge metadata) needs the whole file.
+            let whole_file_differs = staged.size > staged.head.len() as u64
+                && !matches!(e, PipelineError::TooManyPixels { .. });
+            if !whole_file_differs {
+                return Err(e.into());
+            }
+            let bytes = self
+                .storage
+                .get(&staged.key)
+                .await
+                .map_err(SubmitError::Storage)?;
+            pipeline::probe(&bytes, limits)?;
+        }
+        let job = NewJob {
+            id: staged.job_id.clone(),
+            source_type: source_type.unwrap_or_default().to_owned(),
+            source_id: source_id.unwrap_or_default().to_owned(),
+            staging_key: staged.key.clone(),
+            original_filename: staged.filename.clone(),
+            mime_type: mime.to_owned(),
+            file_size: staged.size as i64,
+            max_attempts: self.rules.max_attempts,
+        };
+        self.jobs
+            .insert(job, now_ms())
+            .await
+            .map_err(SubmitError::Queue)
+    }
 }
 
 #[cfg(test)]

@@ -24,15 +24,21 @@
 //!
 //! Modules, in the order data flows: [`http`] (routes) → [`intake`] (checks, staging, job) →
 //! [`queue`] (jobs and media rows) → [`worker`] (claims, retries) → [`pipeline`] (pixels) →
-//! [`storage`] (objects). [`config`] feeds them all.
+//! [`storage`] (objects); [`catalog`] reads jobs and media back for the status and media routes.
+//! [`config`] and [`ids`] are plain data every module may use. Imports run one way, from the
+//! facade down: `docs/architecture.md` draws the graph.
 
+#![deny(unsafe_code)]
+
+pub mod admin;
+pub mod catalog;
 pub mod config;
 pub mod http;
+pub mod ids;
 pub mod intake;
 pub mod moderation;
 pub mod pipeline;
 pub mod queue;
-mod settled;
 pub mod storage;
 pub mod worker;
 
@@ -42,10 +48,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+pub use catalog::CatalogError;
 pub use config::Config;
+pub use ids::{JobId, MediaId};
 pub use intake::SubmitError;
 use moderation::{Moderation, ModerationError};
-pub use queue::{Job, JobId, JobStatus, Media, MediaId};
+pub use queue::{Job, JobReport, JobStatus, Media};
 use queue::{JobStore, QueueError};
 use storage::{Storage, StorageError};
 pub use worker::WorkerPool;
@@ -72,15 +80,15 @@ pub enum Error {
         #[source]
         source: StorageError,
     },
-    /// The folder of the embedded database could not be created.
-    #[error("cannot create database folder {path}: {source}")]
-    DatabaseFolder {
-        /// The folder.
-        path: std::path::PathBuf,
-        /// The I/O failure.
-        #[source]
-        source: std::io::Error,
-    },
+}
+
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Queue(e) => Error::Queue(e),
+            CatalogError::Storage(e) => Error::Storage(e),
+        }
+    }
 }
 
 /// Brings the database `config` names up to date with this version's migrations, whatever
@@ -91,41 +99,18 @@ pub enum Error {
 pub async fn migrate(config: &Config) -> Result<(), Error> {
     let mut database = config.database.clone();
     database.migrate_on_start = true;
-    open_jobs(&database).await?;
+    queue::connect(&database).await?;
     Ok(())
 }
 
-/// Connects the job store, creating the folder of an embedded database first.
-async fn open_jobs(database: &config::DatabaseConfig) -> Result<Arc<dyn JobStore>, Error> {
-    if let Some(file) = database.url.strip_prefix("sqlite://")
-        && let Some(parent) = std::path::Path::new(file).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(|source| Error::DatabaseFolder {
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    Ok(queue::connect(database).await?)
-}
-
-/// A job together with the media it produced (once COMPLETE).
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobReport {
-    /// The job row.
-    pub job: Job,
-    /// Its media, when the job is COMPLETE and the media was not deleted since.
-    pub media: Option<Media>,
-}
-
-/// The service: configuration, job store and object storage, cheap to clone and share.
+/// The service: it composes the intake (uploads), the catalogue (status and media) and the
+/// workers' context over one job store and one object storage. Cheap to clone and share.
 #[derive(Clone)]
 pub struct ImagePipeline {
     config: Arc<Config>,
-    jobs: Arc<dyn JobStore>,
-    storage: Storage,
-    moderation: Option<Moderation>,
-    settled: Arc<settled::SettledJobs>,
+    intake: intake::Intake,
+    catalog: catalog::Catalog,
+    worker: worker::Context,
 }
 
 impl ImagePipeline {
@@ -134,7 +119,7 @@ impl ImagePipeline {
     /// # Errors
     /// When the database or the storage cannot be opened.
     pub async fn open(config: Config) -> Result<ImagePipeline, Error> {
-        let jobs = open_jobs(&config.database).await?;
+        let jobs = queue::connect(&config.database).await?;
         let moderation = config
             .moderation
             .as_ref()
@@ -151,13 +136,23 @@ impl ImagePipeline {
                     source,
                 })?;
         }
-        Ok(ImagePipeline {
+        Ok(ImagePipeline::compose(config, jobs, storage, moderation))
+    }
+
+    /// Builds every part over the same stores.
+    fn compose(
+        config: Config,
+        jobs: Arc<dyn JobStore>,
+        storage: Storage,
+        moderation: Option<Moderation>,
+    ) -> ImagePipeline {
+        let rules = intake::UploadRules::from_config(&config);
+        ImagePipeline {
+            intake: intake::Intake::new(Arc::clone(&jobs), storage.clone(), rules),
+            catalog: catalog::Catalog::new(Arc::clone(&jobs), storage.clone()),
+            worker: worker::Context::new(&config, jobs, storage, moderation),
             config: Arc::new(config),
-            jobs,
-            storage,
-            moderation,
-            settled: Arc::default(),
-        })
+        }
     }
 
     /// The validated configuration.
@@ -165,38 +160,39 @@ impl ImagePipeline {
         &self.config
     }
 
-    /// The job and media store.
-    pub fn jobs(&self) -> &dyn JobStore {
-        self.jobs.as_ref()
-    }
-
-    /// The object storage.
-    pub fn storage(&self) -> &Storage {
-        &self.storage
-    }
-
-    /// The content moderation stage, when configured.
-    pub fn moderation(&self) -> Option<&Moderation> {
-        self.moderation.as_ref()
-    }
-
     /// Replaces the moderator with one of the host application's own, keeping the
     /// `[moderation]` settings (source types, thresholds, `fail_open`).
     pub fn with_moderator(mut self, moderator: Arc<dyn moderation::Moderator>) -> ImagePipeline {
         if let Some(config) = &self.config.moderation {
-            self.moderation = Some(Moderation::with(moderator, config.clone()));
+            self.worker.moderation = Some(Moderation::with(moderator, config.clone()));
         }
         self
     }
 
     /// The HTTP API (and `/files` for local storage) as an axum router to merge into an app.
     pub fn router(&self) -> axum::Router {
-        http::router(self.clone())
+        let state = http::AppState {
+            intake: self.intake.clone(),
+            catalog: self.catalog.clone(),
+            route_prefix: self.config.route_prefix.as_str().into(),
+        };
+        let files = self
+            .worker
+            .storage
+            .is_local()
+            .then(|| self.worker.storage.clone());
+        http::router(state, files)
     }
 
     /// Starts the worker pool; it stops taking work when `shutdown` is cancelled.
     pub fn start_workers(&self, shutdown: CancellationToken) -> WorkerPool {
-        WorkerPool::start(self.clone(), shutdown)
+        WorkerPool::start(self.worker.clone(), shutdown)
+    }
+
+    /// Operator access to the raw stores and to maintenance steps, bypassing claim fencing:
+    /// see [`admin`]. Not needed to serve uploads.
+    pub fn admin(&self) -> admin::Admin {
+        admin::Admin::new(self.worker.clone())
     }
 
     /// Queues an image held in memory, with the same checks as the upload route.
@@ -209,32 +205,20 @@ impl ImagePipeline {
         source_type: &str,
         source_id: &str,
     ) -> Result<JobId, SubmitError> {
-        intake::check_fields(self, Some(source_type), Some(source_id))?;
-        let staged = intake::stage_bytes(self, bytes.into()).await?;
-        intake::enqueue(self, staged, Some(source_type), Some(source_id)).await
+        self.intake
+            .submit(bytes.into(), source_type, source_id)
+            .await
     }
 
     /// A job and its media; `None` for an unknown id.
     ///
-    /// A settled job's report may come from memory, up to one second old (`settled`): what
-    /// changes a settled report is only a media deleted through another process.
+    /// A settled job's report may come from memory, up to one second old: what changes a
+    /// settled report is only a media deleted through another process.
     ///
     /// # Errors
     /// When the database fails.
     pub async fn get_status(&self, id: &JobId) -> Result<Option<JobReport>, Error> {
-        if let Some(report) = self.settled.get(id) {
-            return Ok(Some(JobReport::clone(&report)));
-        }
-        let Some(job) = self.jobs.get(id).await? else {
-            return Ok(None);
-        };
-        let media = match &job.media_id {
-            Some(media_id) => self.jobs.get_media(media_id).await?,
-            None => None,
-        };
-        let report = JobReport { job, media };
-        self.settled.remember(&report);
-        Ok(Some(report))
+        Ok(self.catalog.get_status(id).await?)
     }
 
     /// One media record.
@@ -242,7 +226,7 @@ impl ImagePipeline {
     /// # Errors
     /// When the database fails.
     pub async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, Error> {
-        Ok(self.jobs.get_media(id).await?)
+        Ok(self.catalog.get_media(id).await?)
     }
 
     /// The media of one source, newest first.
@@ -254,7 +238,7 @@ impl ImagePipeline {
         source_type: &str,
         source_id: &str,
     ) -> Result<Vec<Media>, Error> {
-        Ok(self.jobs.list_media(source_type, source_id).await?)
+        Ok(self.catalog.list_media(source_type, source_id).await?)
     }
 
     /// Removes every stored object of a media record, then the record; `false` when unknown.
@@ -262,18 +246,12 @@ impl ImagePipeline {
     /// # Errors
     /// When storage or the database fails; the record stays so the delete can be repeated.
     pub async fn delete_media(&self, id: &MediaId) -> Result<bool, Error> {
-        let Some(media) = self.jobs.get_media(id).await? else {
-            return Ok(false);
-        };
-        futures::future::try_join_all(media.keys().map(|key| self.storage.delete(key))).await?;
-        let deleted = self.jobs.delete_media(id).await?;
-        self.settled.forget(&media.job_id);
-        Ok(deleted)
+        Ok(self.catalog.delete_media(id).await?)
     }
 
     /// The public URL of a stored object.
     pub fn public_url(&self, key: &str) -> String {
-        self.storage.public_url(key)
+        self.catalog.public_url(key)
     }
 
     /// Every configured variant (defaults merged with the user's).

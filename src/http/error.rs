@@ -1,56 +1,32 @@
 //! `ApiError`: the only place that knows HTTP statuses and contract codes.
 //!
 //! Which error type where: lower layers return their own enums (`SubmitError`, `QueueError`,
-//! `StorageError`); handlers return `ApiError`, and the `From` impls below say which code each
-//! lower failure becomes. Bodies are `{"error": "<message>", "code": "<CODE>"}`. Server-side
-//! failures keep their detail in a response extension that `log_server_errors` logs once;
-//! the client never sees it.
+//! `StorageError`, `CatalogError`); handlers return `ApiError`, which wraps an upload refusal as
+//! it is and says, in `status()` and `code()`, what each lower failure becomes. Bodies are
+//! `{"error": "<message>", "code": "<CODE>"}`. Server-side failures keep their detail in a
+//! response extension that `log_server_errors` logs once; the client never sees it.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::catalog::CatalogError;
 use crate::intake::SubmitError;
-use crate::pipeline::PipelineError;
+use crate::queue::QueueError;
+use crate::storage::StorageError;
 
-/// An error answer of the API; one variant per contract code.
+/// An error answer of the API: an upload refusal (one code per [`SubmitError`] variant) or one
+/// of the other routes' codes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// 400 `NO_FILE`.
-    #[error("No file provided")]
-    NoFile,
-    /// 400 `MISSING_FIELDS`.
-    #[error("sourceType and sourceId are required")]
-    MissingFields,
-    /// 400 `UNKNOWN_SOURCE_TYPE`.
-    #[error("Unknown sourceType: {0}")]
-    UnknownSourceType(String),
-    /// 400 `INVALID_SOURCE_ID`.
-    #[error("Invalid sourceId")]
-    InvalidSourceId,
+    /// An upload refused by the intake; its message is the contract's sentence.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
     /// 400 `INVALID_MULTIPART`: the body is not a readable multipart form.
     #[error("Malformed multipart body: {0}")]
     InvalidMultipart(String),
-    /// 413 `FILE_TOO_LARGE`.
-    #[error("File too large. Maximum size: {}MB", .max_bytes / 1_048_576)]
-    FileTooLarge {
-        /// The configured limit in bytes.
-        max_bytes: u64,
-    },
-    /// 415 `TYPE_NOT_ALLOWED`.
-    #[error("File type {mime} not allowed")]
-    TypeNotAllowed {
-        /// The sniffed type.
-        mime: String,
-    },
-    /// 422 `UNREADABLE_IMAGE`.
-    #[error("Unreadable image: {0}")]
-    UnreadableImage(String),
-    /// 422 `TOO_MANY_PIXELS`.
-    #[error("{0}")]
-    TooManyPixels(String),
     /// 404 `JOB_NOT_FOUND`.
     #[error("Job not found")]
     JobNotFound,
@@ -60,22 +36,12 @@ pub enum ApiError {
     /// 404 `NOT_FOUND`: no such route or file.
     #[error("Not found")]
     NotFound,
-    /// 503 `STORAGE_UNAVAILABLE`.
-    #[error("{message}")]
-    StorageUnavailable {
-        /// What the client is told.
-        message: &'static str,
-        /// What the log is told.
-        detail: String,
-    },
-    /// 503 `QUEUE_UNAVAILABLE`.
-    #[error("{message}")]
-    QueueUnavailable {
-        /// What the client is told.
-        message: &'static str,
-        /// What the log is told.
-        detail: String,
-    },
+    /// 503 `STORAGE_UNAVAILABLE` outside the upload route.
+    #[error("Object storage is unavailable")]
+    StorageUnavailable(#[source] StorageError),
+    /// 503 `QUEUE_UNAVAILABLE` outside the upload route.
+    #[error("The job database is unavailable")]
+    QueueUnavailable(#[source] QueueError),
 }
 
 /// The detail of a 5xx answer, for the logging middleware.
@@ -86,20 +52,23 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NoFile
-            | ApiError::MissingFields
-            | ApiError::UnknownSourceType(_)
-            | ApiError::InvalidSourceId
-            | ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
-            ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::UnreadableImage(_) | ApiError::TooManyPixels(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Submit(e) => match e {
+                SubmitError::NoFile
+                | SubmitError::MissingFields
+                | SubmitError::UnknownSourceType(_)
+                | SubmitError::InvalidSourceId => StatusCode::BAD_REQUEST,
+                SubmitError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                SubmitError::TypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                SubmitError::Unreadable(_) | SubmitError::TooManyPixels(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                SubmitError::Storage(_) | SubmitError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
             ApiError::JobNotFound | ApiError::MediaNotFound | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::StorageUnavailable { .. } | ApiError::QueueUnavailable { .. } => {
+            ApiError::StorageUnavailable(_) | ApiError::QueueUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -108,28 +77,37 @@ impl ApiError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::NoFile => "NO_FILE",
-            ApiError::MissingFields => "MISSING_FIELDS",
-            ApiError::UnknownSourceType(_) => "UNKNOWN_SOURCE_TYPE",
-            ApiError::InvalidSourceId => "INVALID_SOURCE_ID",
+            ApiError::Submit(e) => match e {
+                SubmitError::NoFile => "NO_FILE",
+                SubmitError::MissingFields => "MISSING_FIELDS",
+                SubmitError::UnknownSourceType(_) => "UNKNOWN_SOURCE_TYPE",
+                SubmitError::InvalidSourceId => "INVALID_SOURCE_ID",
+                SubmitError::FileTooLarge { .. } => "FILE_TOO_LARGE",
+                SubmitError::TypeNotAllowed { .. } => "TYPE_NOT_ALLOWED",
+                SubmitError::Unreadable(_) => "UNREADABLE_IMAGE",
+                SubmitError::TooManyPixels(_) => "TOO_MANY_PIXELS",
+                SubmitError::Storage(_) => "STORAGE_UNAVAILABLE",
+                SubmitError::Queue(_) => "QUEUE_UNAVAILABLE",
+            },
             ApiError::InvalidMultipart(_) => "INVALID_MULTIPART",
-            ApiError::FileTooLarge { .. } => "FILE_TOO_LARGE",
-            ApiError::TypeNotAllowed { .. } => "TYPE_NOT_ALLOWED",
-            ApiError::UnreadableImage(_) => "UNREADABLE_IMAGE",
-            ApiError::TooManyPixels(_) => "TOO_MANY_PIXELS",
             ApiError::JobNotFound => "JOB_NOT_FOUND",
             ApiError::MediaNotFound => "MEDIA_NOT_FOUND",
             ApiError::NotFound => "NOT_FOUND",
-            ApiError::StorageUnavailable { .. } => "STORAGE_UNAVAILABLE",
-            ApiError::QueueUnavailable { .. } => "QUEUE_UNAVAILABLE",
+            ApiError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
+            ApiError::QueueUnavailable(_) => "QUEUE_UNAVAILABLE",
         }
     }
 
-    /// A 503 for a failed database read or write outside the upload route.
-    pub fn database(e: impl std::fmt::Display) -> ApiError {
-        ApiError::QueueUnavailable {
-            message: "The job database is unavailable",
-            detail: e.to_string(),
+    /// What the logs are told of a server-side failure (never the client).
+    fn server_detail(&self) -> Option<String> {
+        match self {
+            ApiError::Submit(SubmitError::Storage(e)) | ApiError::StorageUnavailable(e) => {
+                Some(e.to_string())
+            }
+            ApiError::Submit(SubmitError::Queue(e)) | ApiError::QueueUnavailable(e) => {
+                Some(e.to_string())
+            }
+            _ => None,
         }
     }
 }
@@ -138,48 +116,30 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.to_string(), "code": self.code() }));
         let mut response = (self.status(), body).into_response();
-        if let ApiError::StorageUnavailable { detail, .. }
-        | ApiError::QueueUnavailable { detail, .. } = self
-        {
+        if let Some(detail) = self.server_detail() {
             response.extensions_mut().insert(ServerErrorDetail(detail));
         }
         response
     }
 }
 
-impl From<SubmitError> for ApiError {
-    fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::NoFile => ApiError::NoFile,
-            SubmitError::MissingFields => ApiError::MissingFields,
-            SubmitError::UnknownSourceType(t) => ApiError::UnknownSourceType(t),
-            SubmitError::InvalidSourceId => ApiError::InvalidSourceId,
-            SubmitError::FileTooLarge { max_bytes } => ApiError::FileTooLarge { max_bytes },
-            SubmitError::TypeNotAllowed { mime } => ApiError::TypeNotAllowed { mime },
-            SubmitError::Unreadable(e @ PipelineError::TooManyPixels { .. }) => {
-                ApiError::TooManyPixels(e.to_string())
-            }
-            SubmitError::Unreadable(e) => ApiError::UnreadableImage(e.to_string()),
-            SubmitError::Storage(e) => ApiError::StorageUnavailable {
-                message: "Failed to upload file to storage",
-                detail: e.to_string(),
-            },
-            SubmitError::Queue(e) => ApiError::QueueUnavailable {
-                message: "Failed to create processing job",
-                detail: e.to_string(),
-            },
-        }
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        ApiError::QueueUnavailable(e)
     }
 }
 
-impl From<crate::Error> for ApiError {
-    fn from(e: crate::Error) -> Self {
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::StorageUnavailable(e)
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
         match e {
-            crate::Error::Storage(e) => ApiError::StorageUnavailable {
-                message: "Object storage is unavailable",
-                detail: e.to_string(),
-            },
-            e => ApiError::database(e),
+            CatalogError::Queue(e) => e.into(),
+            CatalogError::Storage(e) => e.into(),
         }
     }
 }

@@ -9,15 +9,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
-use crate::ImagePipeline;
-use crate::storage::{StorageError, content_type};
+use crate::storage::{Storage, StorageError, content_type};
 
 /// Streams one stored object with its type, `nosniff` and a year of immutable caching.
 pub async fn serve(
-    State(pipeline): State<ImagePipeline>,
+    State(storage): State<Storage>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let storage = pipeline.storage();
     if !storage.keys().is_public(&key) {
         return Err(ApiError::NotFound);
     }
@@ -26,7 +24,7 @@ pub async fn serve(
         Err(StorageError::NotFound(_) | StorageError::InvalidKey(_)) => {
             return Err(ApiError::NotFound);
         }
-        Err(e) => return Err(crate::Error::Storage(e).into()),
+        Err(e) => return Err(e.into()),
     };
     Ok((
         [

@@ -9,16 +9,22 @@ use axum::http::StatusCode;
 use chrono::{TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
-use super::ApiError;
-use crate::ImagePipeline;
-use crate::queue::{Media, MediaId};
+use super::{ApiError, AppState};
+use crate::ids::MediaId;
+use crate::intake::SubmitError;
+use crate::queue::Media;
 
 /// The media object of the contract: ids, absolute URLs, displayed size, ratio, blurhash.
-pub fn media_json(pipeline: &ImagePipeline, media: &Media) -> Value {
+pub fn media_json(state: &AppState, media: &Media) -> Value {
     let urls: Map<String, Value> = media
         .variants
         .iter()
-        .map(|(name, v)| (name.clone(), Value::String(pipeline.public_url(&v.key))))
+        .map(|(name, v)| {
+            (
+                name.clone(),
+                Value::String(state.catalog.public_url(&v.key)),
+            )
+        })
         .collect();
     let variants: Map<String, Value> = media
         .variants
@@ -36,7 +42,7 @@ pub fn media_json(pipeline: &ImagePipeline, media: &Media) -> Value {
         "sourceId": media.source_id,
         "urls": urls,
         "variants": variants,
-        "originalUrl": media.original_key.as_deref().map(|k| pipeline.public_url(k)),
+        "originalUrl": media.original_key.as_deref().map(|k| state.catalog.public_url(k)),
         "width": media.width,
         "height": media.height,
         "aspectRatio": media.aspect_ratio,
@@ -48,39 +54,42 @@ pub fn media_json(pipeline: &ImagePipeline, media: &Media) -> Value {
 
 /// `GET {prefix}/media/{mediaId}`: 200 the media object, 404 `MEDIA_NOT_FOUND`.
 pub async fn get(
-    State(pipeline): State<ImagePipeline>,
+    State(state): State<AppState>,
     Path(media_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let media = pipeline
+    let media = state
+        .catalog
         .get_media(&MediaId::from_string(media_id))
         .await?
         .ok_or(ApiError::MediaNotFound)?;
-    Ok(Json(media_json(&pipeline, &media)))
+    Ok(Json(media_json(&state, &media)))
 }
 
 /// `GET {prefix}/media?sourceType=&sourceId=`: 200 `{"media": [...]}`, newest first.
 pub async fn list(
-    State(pipeline): State<ImagePipeline>,
+    State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let (Some(source_type), Some(source_id)) = (query.get("sourceType"), query.get("sourceId"))
     else {
-        return Err(ApiError::MissingFields);
+        // The same refusal, code and words as an upload without them.
+        return Err(SubmitError::MissingFields.into());
     };
     if source_type.is_empty() || source_id.is_empty() {
-        return Err(ApiError::MissingFields);
+        return Err(SubmitError::MissingFields.into());
     }
-    let media = pipeline.list_media(source_type, source_id).await?;
-    let items: Vec<Value> = media.iter().map(|m| media_json(&pipeline, m)).collect();
+    let media = state.catalog.list_media(source_type, source_id).await?;
+    let items: Vec<Value> = media.iter().map(|m| media_json(&state, m)).collect();
     Ok(Json(json!({ "media": items })))
 }
 
 /// `DELETE {prefix}/media/{mediaId}`: 204 after removing every object and the row; 404 if unknown.
 pub async fn delete(
-    State(pipeline): State<ImagePipeline>,
+    State(state): State<AppState>,
     Path(media_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if pipeline
+    if state
+        .catalog
         .delete_media(&MediaId::from_string(media_id))
         .await?
     {

@@ -8,12 +8,17 @@
 //! | GET | `{prefix}/media/{mediaId}` | [`media::get`] |
 //! | DELETE | `{prefix}/media/{mediaId}` | [`media::delete`] |
 //! | GET | `/files/{*key}` (local storage only) | [`files::serve`] |
+//!
+//! Handlers see an [`AppState`]: the intake (uploads) and the catalogue (status, media), never
+//! the whole service; `/files` sees only the storage.
 
 pub mod error;
 pub mod files;
 pub mod media;
 pub mod status;
 pub mod upload;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,16 +28,40 @@ use axum::routing::{get, post};
 pub use error::ApiError;
 use error::ServerErrorDetail;
 
-use crate::ImagePipeline;
+use crate::catalog::Catalog;
+use crate::intake::Intake;
+use crate::storage::Storage;
 
 /// Room for the form's other fields and part headers on top of `max_file_size`.
 const FORM_OVERHEAD: u64 = 64 * 1024;
 
-/// Every route, with the pipeline as state.
-pub fn router(pipeline: ImagePipeline) -> Router {
-    let prefix = pipeline.config().route_prefix.clone();
-    let body_limit = (pipeline.config().max_file_size + FORM_OVERHEAD) as usize;
-    let mut router = Router::new()
+/// What the API's handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Accepts uploads.
+    pub intake: Intake,
+    /// Reads jobs and media, deletes media.
+    pub catalog: Catalog,
+    /// Prefix of the API routes, e.g. `/image-pipeline`.
+    pub route_prefix: Arc<str>,
+}
+
+/// Every route: the API with `state`, and `/files` when `files` (local storage) is given.
+pub fn router(state: AppState, files: Option<Storage>) -> Router {
+    let mut router = api_router(state);
+    if let Some(storage) = files {
+        router = router.merge(files_router(storage));
+    }
+    router
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::map_response(log_server_errors))
+}
+
+/// The API routes under the prefix.
+fn api_router(state: AppState) -> Router {
+    let prefix = state.route_prefix.clone();
+    let body_limit = (state.intake.rules().max_file_size + FORM_OVERHEAD) as usize;
+    Router::new()
         .route(
             &format!("{prefix}/upload"),
             post(upload::upload).layer(DefaultBodyLimit::max(body_limit)),
@@ -42,14 +71,15 @@ pub fn router(pipeline: ImagePipeline) -> Router {
         .route(
             &format!("{prefix}/media/{{media_id}}"),
             get(media::get).delete(media::delete),
-        );
-    if pipeline.storage().is_local() {
-        router = router.route("/files/{*key}", get(files::serve));
-    }
-    router
-        .fallback(|| async { ApiError::NotFound })
-        .layer(axum::middleware::map_response(log_server_errors))
-        .with_state(pipeline)
+        )
+        .with_state(state)
+}
+
+/// `/files/{*key}`: stored media and originals, served from local storage.
+fn files_router(storage: Storage) -> Router {
+    Router::new()
+        .route("/files/{*key}", get(files::serve))
+        .with_state(storage)
 }
 
 /// Logs each 5xx answer once, with the detail the client is not shown.

@@ -5,17 +5,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::ApiError;
 use super::media::media_json;
-use crate::queue::{JobId, JobStatus};
-use crate::{ImagePipeline, JobReport};
+use super::{ApiError, AppState};
+use crate::ids::JobId;
+use crate::queue::{JobReport, JobStatus};
 
 /// 202 while PENDING/PROCESSING, 200 COMPLETE with `media`, 400 REJECTED, 500 FAILED, 404 unknown.
 pub async fn status(
-    State(pipeline): State<ImagePipeline>,
+    State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let JobReport { job, media } = pipeline
+    let JobReport { job, media } = state
+        .catalog
         .get_status(&JobId::from_string(job_id))
         .await?
         .ok_or(ApiError::JobNotFound)?;
@@ -30,7 +31,7 @@ pub async fn status(
             json!({
                 "jobId": job.id,
                 "status": status,
-                "media": media.map(|m| media_json(&pipeline, &m)),
+                "media": media.map(|m| media_json(&state, &m)),
             }),
         ),
         JobStatus::Rejected => (

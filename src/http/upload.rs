@@ -1,7 +1,8 @@
 //! `POST {prefix}/upload`: stream the file into staging, check it, queue a job, answer 202.
 //!
-//! Fields may come in any order, so the file is streamed to staging as it arrives (its size
-//! checked on the way, its first bytes kept for sniffing) and judged once the form has ended.
+//! Fields may come in any order, so the file is streamed to staging as it arrives (through the
+//! intake's [`Upload`], which checks the size on the way and keeps the first bytes for sniffing)
+//! and judged once the form has ended.
 
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
@@ -10,10 +11,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{ApiError, FORM_OVERHEAD};
-use crate::ImagePipeline;
-use crate::intake::{self, HEAD_BYTES, Staged, SubmitError};
-use crate::queue::JobId;
+use super::{ApiError, AppState, FORM_OVERHEAD};
+use crate::ids::JobId;
+use crate::intake::{Intake, Staged, SubmitError, Upload};
 
 /// Longest accepted text field (`sourceType`, `sourceId`).
 const MAX_FIELD_BYTES: usize = 1024;
@@ -28,41 +28,41 @@ struct Form {
 
 /// Accepts an upload: 202 with `jobId`, `message`, `statusUrl` and a `Location` header.
 pub async fn upload(
-    State(pipeline): State<ImagePipeline>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let max_bytes = pipeline.config().max_file_size;
+    let intake = &state.intake;
+    let max_bytes = intake.rules().max_file_size;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_bytes + FORM_OVERHEAD) {
-        return Err(ApiError::FileTooLarge { max_bytes });
+        return Err(SubmitError::FileTooLarge { max_bytes }.into());
     }
-    let mut multipart = multipart.map_err(|_| ApiError::NoFile)?;
+    let mut multipart = multipart.map_err(|_| SubmitError::NoFile)?;
     let mut form = Form::default();
-    if let Err(e) = read_form(&pipeline, &mut multipart, &mut form).await {
-        if let Some(staged) = form.staged {
-            // Best effort; the staging sweep removes what this misses.
-            let _ = pipeline.storage().delete(&staged.key).await;
+    if let Err(e) = read_form(intake, &mut multipart, &mut form).await {
+        if let Some(staged) = &form.staged {
+            intake.discard(staged).await;
         }
         return Err(e);
     }
     let Some(staged) = form.staged else {
-        return Err(ApiError::NoFile);
+        return Err(SubmitError::NoFile.into());
     };
-    let job_id = intake::enqueue(
-        &pipeline,
-        staged,
-        form.source_type.as_deref(),
-        form.source_id.as_deref(),
-    )
-    .await?;
-    Ok(accepted(&pipeline, &job_id))
+    let job_id = intake
+        .enqueue(
+            staged,
+            form.source_type.as_deref(),
+            form.source_id.as_deref(),
+        )
+        .await?;
+    Ok(accepted(&state, &job_id))
 }
 
-fn accepted(pipeline: &ImagePipeline, job_id: &JobId) -> Response {
-    let status_url = format!("{}/status/{job_id}", pipeline.config().route_prefix);
+fn accepted(state: &AppState, job_id: &JobId) -> Response {
+    let status_url = format!("{}/status/{job_id}", state.route_prefix);
     let body = json!({
         "jobId": job_id,
         "message": "File uploaded. Processing started.",
@@ -77,79 +77,53 @@ fn accepted(pipeline: &ImagePipeline, job_id: &JobId) -> Response {
 }
 
 async fn read_form(
-    pipeline: &ImagePipeline,
+    intake: &Intake,
     multipart: &mut Multipart,
     form: &mut Form,
 ) -> Result<(), ApiError> {
+    let max_bytes = intake.rules().max_file_size;
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(multipart_error(pipeline))?
+        .map_err(multipart_error(max_bytes))?
     {
         match field.name() {
             Some("file") if form.staged.is_none() => {
-                form.staged = Some(stage(pipeline, field).await?);
+                let upload = intake.begin_upload(field.file_name().map(str::to_owned))?;
+                form.staged = Some(stage(upload, field, max_bytes).await?);
             }
-            Some("sourceType") => form.source_type = Some(text(pipeline, field).await?),
-            Some("sourceId") => form.source_id = Some(text(pipeline, field).await?),
-            _ => drain(pipeline, field).await?,
+            Some("sourceType") => form.source_type = Some(text(field, max_bytes).await?),
+            Some("sourceId") => form.source_id = Some(text(field, max_bytes).await?),
+            _ => drain(field, max_bytes).await?,
         }
     }
     Ok(())
 }
 
-/// Streams the file part into a new staging object, enforcing `max_file_size` as it goes.
-async fn stage(pipeline: &ImagePipeline, mut field: Field<'_>) -> Result<Staged, ApiError> {
-    let max_bytes = pipeline.config().max_file_size;
-    let job_id = JobId::generate();
-    let key = pipeline.storage().keys().staging(&job_id);
-    let filename = field.file_name().map(str::to_owned);
-    let mut writer = pipeline
-        .storage()
-        .writer(&key)
-        .map_err(|e| ApiError::from(SubmitError::Storage(e)))?;
-    let mut size: u64 = 0;
-    let mut head = Vec::new();
+/// Streams the file part into `upload`; on any error the partial object is dropped.
+async fn stage(
+    mut upload: Upload,
+    mut field: Field<'_>,
+    max_bytes: u64,
+) -> Result<Staged, ApiError> {
     loop {
-        let chunk = match field.chunk().await {
-            Ok(Some(chunk)) => chunk,
+        let written = match field.chunk().await {
+            Ok(Some(chunk)) => upload.write(chunk).await.map_err(ApiError::from),
             Ok(None) => break,
-            Err(e) => {
-                writer.abort().await;
-                return Err(multipart_error(pipeline)(e));
-            }
+            Err(e) => Err(multipart_error(max_bytes)(e)),
         };
-        size += chunk.len() as u64;
-        if size > max_bytes {
-            writer.abort().await;
-            return Err(ApiError::FileTooLarge { max_bytes });
-        }
-        if head.len() < HEAD_BYTES {
-            let take = (HEAD_BYTES - head.len()).min(chunk.len());
-            head.extend_from_slice(&chunk[..take]);
-        }
-        if let Err(e) = writer.write(chunk).await {
-            writer.abort().await;
-            return Err(SubmitError::Storage(e).into());
+        if let Err(e) = written {
+            upload.abort().await;
+            return Err(e);
         }
     }
-    writer
-        .finish()
-        .await
-        .map_err(|e| ApiError::from(SubmitError::Storage(e)))?;
-    Ok(Staged {
-        job_id,
-        key,
-        size,
-        head,
-        filename,
-    })
+    Ok(upload.finish().await?)
 }
 
 /// Reads a short text field; longer values are refused rather than buffered.
-async fn text(pipeline: &ImagePipeline, mut field: Field<'_>) -> Result<String, ApiError> {
+async fn text(mut field: Field<'_>, max_bytes: u64) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error(pipeline))? {
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error(max_bytes))? {
         if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
             return Err(ApiError::InvalidMultipart(format!(
                 "field {:?} is longer than {MAX_FIELD_BYTES} bytes",
@@ -164,22 +138,21 @@ async fn text(pipeline: &ImagePipeline, mut field: Field<'_>) -> Result<String, 
 }
 
 /// Skips a part the contract does not use.
-async fn drain(pipeline: &ImagePipeline, mut field: Field<'_>) -> Result<(), ApiError> {
+async fn drain(mut field: Field<'_>, max_bytes: u64) -> Result<(), ApiError> {
     while field
         .chunk()
         .await
-        .map_err(multipart_error(pipeline))?
+        .map_err(multipart_error(max_bytes))?
         .is_some()
     {}
     Ok(())
 }
 
-fn multipart_error(pipeline: &ImagePipeline) -> impl Fn(MultipartError) -> ApiError + '_ {
+/// A multipart failure: over the body limit is `FILE_TOO_LARGE`, anything else a bad form.
+fn multipart_error(max_bytes: u64) -> impl Fn(MultipartError) -> ApiError {
     move |e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::FileTooLarge {
-                max_bytes: pipeline.config().max_file_size,
-            }
+            SubmitError::FileTooLarge { max_bytes }.into()
         } else {
             ApiError::InvalidMultipart(e.body_text())
         }

@@ -14,7 +14,6 @@ mod postgres;
 mod rows;
 mod sqlite;
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,16 +25,38 @@ pub use postgres::PgJobStore;
 pub use sqlite::SqliteJobStore;
 
 use crate::config::{DatabaseConfig, DatabaseKind};
+use crate::ids::{JobId, MediaId};
 
-/// Opens the store `config.url` names (SQLite or PostgreSQL), migrated and ready.
+/// Opens the store `config.url` names (SQLite or PostgreSQL), migrated and ready; the folder of
+/// an embedded database is created first.
 ///
 /// # Errors
-/// When the database cannot be reached or its schema cannot be brought up to date.
+/// When the folder cannot be created, the database cannot be reached or its schema cannot be
+/// brought up to date.
 pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn JobStore>, QueueError> {
     Ok(match config.kind {
-        DatabaseKind::Sqlite => Arc::new(SqliteJobStore::connect(config).await?),
+        DatabaseKind::Sqlite => {
+            create_folder_of(&config.url)?;
+            Arc::new(SqliteJobStore::connect(config).await?)
+        }
         DatabaseKind::Postgres => Arc::new(PgJobStore::connect(config).await?),
     })
+}
+
+/// Creates the folder a `sqlite://PATH` URL points into, so a fresh `--data-dir` just works.
+fn create_folder_of(url: &str) -> Result<(), QueueError> {
+    let Some(file) = url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    match std::path::Path::new(file).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|source| QueueError::Folder {
+                path: parent.to_owned(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Applies pending migrations, or, when `migrate` is off, refuses a schema that is behind.
@@ -78,45 +99,6 @@ pub type Millis = i64;
 pub fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
-
-macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// A new unguessable id (cuid2).
-            pub fn generate() -> Self {
-                Self(format!(concat!($prefix, "{}"), cuid2::create_id()))
-            }
-            /// Wraps an id read from a request or a row.
-            pub fn from_string(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-            /// The id as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-id_type!(
-    /// A job's id: collision-resistant and unguessable.
-    JobId, ""
-);
-id_type!(
-    /// A media record's id: `med_` plus a cuid2.
-    MediaId, "med_"
-);
 
 /// Where a job is in its life; stored as the upper-case contract word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +266,15 @@ impl Media {
     }
 }
 
+/// A job together with the media it produced (once COMPLETE): what the status route shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobReport {
+    /// The job row.
+    pub job: Job,
+    /// Its media, when the job is COMPLETE and the media was not deleted since.
+    pub media: Option<Media>,
+}
+
 /// Why a queue operation failed. All of these are transient from a job's point of view.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -302,6 +293,15 @@ pub enum QueueError {
     /// A row held a value the code cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The folder of the embedded database could not be created.
+    #[error("cannot create database folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The job and media store. Implementations must behave alike (one test suite covers them all).
@@ -412,13 +412,5 @@ mod tests {
             assert_eq!(JobStatus::parse(st).unwrap().as_str(), st);
         }
         assert_eq!(JobStatus::parse("pending"), None);
-    }
-
-    #[test]
-    fn ids_have_their_prefix_and_differ() {
-        let (a, b) = (MediaId::generate(), MediaId::generate());
-        assert!(a.as_str().starts_with("med_"));
-        assert_ne!(a, b);
-        assert!(JobId::generate().as_str().len() >= 20);
     }
 }

@@ -3,7 +3,7 @@
 //! `staging/{jobId}`, `media/{sourceType}/{sourceId}/{mediaId}/{variant}.webp`,
 //! `originals/{sourceType}/{sourceId}/{mediaId}/original.{ext}`; prefixes are configurable.
 
-use crate::queue::{JobId, MediaId};
+use crate::ids::{JobId, MediaId};
 
 /// The configured key prefixes.
 #[derive(Debug, Clone)]

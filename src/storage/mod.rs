@@ -210,7 +210,7 @@ impl Storage {
         &self,
         source_type: &str,
         source_id: &str,
-        media: &crate::MediaId,
+        media: &crate::ids::MediaId,
     ) -> Result<(), StorageError> {
         for folder in self.keys.media_folders(source_type, source_id, media) {
             self.delete_all(&folder).await?;

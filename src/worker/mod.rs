@@ -1,17 +1,75 @@
 //! The worker pool: `concurrency` claim loops plus one maintenance loop, stopped together.
 //!
+//! Workers see only their [`Context`]: the job store, the object storage, the moderation stage,
+//! their settings, the pixel limits and what each source type makes. Files: `claim` (the claim
+//! loop, the heartbeat beside each job, recording the outcome), `attempt` (one attempt: read,
+//! process, moderate, store), `failure` (how an attempt can fail), `moderate`, `rescue` (stale
+//! claims and orphaned staging objects) and `retry` (backoff as a pure function).
+//!
 //! Shutdown: the token stops new claims; jobs in hand finish (bounded by
 //! `worker.shutdown_timeout`; anything cut off is taken back later as a stale claim).
 
-pub mod claim;
+mod attempt;
+pub(crate) mod claim;
+mod failure;
 mod moderate;
-pub mod rescue;
+pub(crate) mod rescue;
 pub mod retry;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ImagePipeline;
+pub use failure::Failure;
+
+use crate::config::{Config, WorkerConfig};
+use crate::moderation::Moderation;
+use crate::pipeline::{Limits, OutputSpec};
+use crate::queue::JobStore;
+use crate::storage::Storage;
+
+/// What workers need to run jobs, and nothing more. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    /// The job and media store.
+    pub jobs: Arc<dyn JobStore>,
+    /// Where uploads wait and results go.
+    pub storage: Storage,
+    /// The moderation stage, when configured.
+    pub moderation: Option<Moderation>,
+    /// Concurrency, attempts, intervals, time limits.
+    pub settings: WorkerConfig,
+    /// Pixel limits, checked again before decoding.
+    pub limits: Limits,
+    /// Source type → what to make for it.
+    pub outputs: Arc<BTreeMap<String, OutputSpec>>,
+}
+
+impl Context {
+    /// The context `config` describes, over `jobs` and `storage`.
+    pub fn new(
+        config: &Config,
+        jobs: Arc<dyn JobStore>,
+        storage: Storage,
+        moderation: Option<Moderation>,
+    ) -> Context {
+        let outputs = config
+            .source_types
+            .keys()
+            .filter_map(|name| Some((name.clone(), config.output_spec(name)?)))
+            .collect();
+        Context {
+            jobs,
+            storage,
+            moderation,
+            settings: config.worker.clone(),
+            limits: config.limits,
+            outputs: Arc::new(outputs),
+        }
+    }
+}
 
 /// Running workers of one process.
 pub struct WorkerPool {
@@ -22,20 +80,20 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts the claim loops and the maintenance loop.
-    pub fn start(pipeline: ImagePipeline, shutdown: CancellationToken) -> WorkerPool {
-        let cfg = pipeline.config().worker.clone();
+    pub fn start(context: Context, shutdown: CancellationToken) -> WorkerPool {
+        let settings = context.settings.clone();
         let process = format!("{}-{}", std::process::id(), &cuid2::create_id()[..8]);
         let mut tasks = JoinSet::new();
-        for n in 0..cfg.concurrency {
+        for n in 0..settings.concurrency {
             let worker = format!("{process}-{n}");
-            tasks.spawn(claim::run(pipeline.clone(), worker, shutdown.clone()));
+            tasks.spawn(claim::run(context.clone(), worker, shutdown.clone()));
         }
-        tasks.spawn(maintain(pipeline, shutdown.clone()));
-        tracing::info!(concurrency = cfg.concurrency, "workers started");
+        tasks.spawn(maintain(context, shutdown.clone()));
+        tracing::info!(concurrency = settings.concurrency, "workers started");
         WorkerPool {
             tasks,
             shutdown,
-            timeout: cfg.shutdown_timeout,
+            timeout: settings.shutdown_timeout,
         }
     }
 
@@ -57,15 +115,14 @@ impl WorkerPool {
 }
 
 /// Rescues stale claims every heartbeat interval and sweeps staging every sweep interval.
-async fn maintain(pipeline: ImagePipeline, shutdown: CancellationToken) {
-    let cfg = pipeline.config().worker.clone();
-    let mut rescue = tokio::time::interval(cfg.heartbeat_interval);
-    let mut sweep = tokio::time::interval(cfg.staging_sweep_interval);
+async fn maintain(context: Context, shutdown: CancellationToken) {
+    let mut rescue = tokio::time::interval(context.settings.heartbeat_interval);
+    let mut sweep = tokio::time::interval(context.settings.staging_sweep_interval);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = rescue.tick() => rescue::stale_claims(&pipeline).await,
-            _ = sweep.tick() => rescue::orphaned_staging(&pipeline).await,
+            _ = rescue.tick() => rescue::stale_claims(&context).await,
+            _ = sweep.tick() => rescue::orphaned_staging(&context).await,
         }
     }
 }

@@ -7,14 +7,13 @@
 use image::RgbImage;
 use serde_json::json;
 
-use super::claim::Failure;
-use crate::ImagePipeline;
+use super::{Context, Failure};
 use crate::moderation::Moderation;
 use crate::queue::Job;
 
 /// Judges `thumbnail`; `Ok` means go on and make the variants.
 pub(super) async fn check(
-    pipeline: &ImagePipeline,
+    context: &Context,
     worker: &str,
     job: &Job,
     moderation: &Moderation,
@@ -22,7 +21,7 @@ pub(super) async fn check(
 ) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     let (result, details) = match moderation.judge(thumbnail).await {
-        Ok(verdict) if verdict.flagged => return Err(Failure::rejected(verdict)),
+        Ok(verdict) if verdict.flagged => return Err(Failure::Rejected(Box::new(verdict))),
         Ok(verdict) => (verdict.result(), verdict.details()),
         Err(e) if moderation.fail_open() && job.attempts >= job.max_attempts => {
             tracing::warn!(error = %e, "moderation failed on the last attempt; approved (fail_open)");
@@ -32,7 +31,7 @@ pub(super) async fn check(
             )
         }
         Err(e) => {
-            return Err(Failure::transient(format!(
+            return Err(Failure::Transient(format!(
                 "content moderation failed: {e}"
             )));
         }
@@ -42,13 +41,15 @@ pub(super) async fn check(
         result,
         "moderated"
     );
-    match pipeline
-        .jobs()
+    match context
+        .jobs
         .record_moderation(&job.id, worker, result, &details)
         .await
     {
         Ok(true) => Ok(()),
-        Ok(false) => Err(Failure::transient("the claim was lost during moderation")),
-        Err(e) => Err(Failure::transient(e.to_string())),
+        Ok(false) => Err(Failure::Transient(
+            "the claim was lost during moderation".into(),
+        )),
+        Err(e) => Err(Failure::Transient(e.to_string())),
     }
 }

@@ -1,16 +1,16 @@
 //! Recovery, kept apart from claiming: stale claims go back to the queue, and staging objects
 //! that no live job refers to (a crash between staging and insert, a lost delete) are removed.
 
-use crate::ImagePipeline;
+use super::Context;
 use crate::queue::{Job, JobStatus, Millis, now_ms};
 
 /// Returns claims whose worker stopped sending heartbeats to the queue. A job that had no
 /// attempt left ends FAILED here, so its dead attempt's objects and its upload are removed here
 /// too (a job going back to PENDING has its next attempt do that).
-pub async fn stale_claims(pipeline: &ImagePipeline) {
+pub async fn stale_claims(context: &Context) {
     let now = now_ms();
-    let stale_before = now - pipeline.config().worker.stale_timeout.as_millis() as Millis;
-    let rescued = match pipeline.jobs().rescue_stale(stale_before, now).await {
+    let stale_before = now - context.settings.stale_timeout.as_millis() as Millis;
+    let rescued = match context.jobs.rescue_stale(stale_before, now).await {
         Ok(rescued) => rescued,
         Err(e) => return tracing::warn!(error = %e, "could not check for stale claims"),
     };
@@ -21,13 +21,13 @@ pub async fn stale_claims(pipeline: &ImagePipeline) {
         );
     }
     for job in rescued.iter().filter(|j| j.status == JobStatus::Failed) {
-        remove_leftovers(pipeline, job).await;
+        remove_leftovers(context, job).await;
     }
 }
 
 /// Deletes what a job that ended FAILED without its worker still holds in storage.
-async fn remove_leftovers(pipeline: &ImagePipeline, job: &Job) {
-    let storage = pipeline.storage();
+async fn remove_leftovers(context: &Context, job: &Job) {
+    let storage = &context.storage;
     let attempt = match &job.attempt_media_id {
         Some(media) => {
             storage
@@ -47,10 +47,10 @@ async fn remove_leftovers(pipeline: &ImagePipeline, job: &Job) {
 /// and deleting the upload leaves one), and those older than the grace period with no job at
 /// all (a crash between staging and insert). Uploads still being staged have no job yet and
 /// are younger than the grace period.
-pub async fn orphaned_staging(pipeline: &ImagePipeline) {
-    let storage = pipeline.storage();
-    let grace = chrono::Duration::from_std(pipeline.config().worker.staging_grace)
-        .unwrap_or(chrono::Duration::MAX);
+pub async fn orphaned_staging(context: &Context) {
+    let storage = &context.storage;
+    let grace =
+        chrono::Duration::from_std(context.settings.staging_grace).unwrap_or(chrono::Duration::MAX);
     let listed = match storage.list(&storage.keys().staging).await {
         Ok(listed) => listed,
         Err(e) => return tracing::warn!(error = %e, "could not list staging objects"),
@@ -58,7 +58,7 @@ pub async fn orphaned_staging(pipeline: &ImagePipeline) {
     let cutoff = chrono::Utc::now() - grace;
     for object in listed {
         let job = match storage.keys().job_of_staging_key(&object.key) {
-            Some(job_id) => match pipeline.jobs().get(&job_id).await {
+            Some(job_id) => match context.jobs.get(&job_id).await {
                 Ok(job) => job,
                 Err(e) => return tracing::warn!(error = %e, "could not check staging objects"),
             },

@@ -7,7 +7,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
-use ximagepipeline::worker::claim;
+use ximagepipeline::admin::Admin;
 use ximagepipeline::{Config, ImagePipeline};
 
 /// The shared corpus (`../shared/corpus` from the repository root).
@@ -25,6 +25,8 @@ pub fn corpus_bytes(path: &str) -> Vec<u8> {
 pub struct TestServer {
     pub url: String,
     pub pipeline: ImagePipeline,
+    /// The raw stores and maintenance steps of `pipeline`.
+    pub admin: Admin,
     pub dir: TempDir,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
@@ -61,6 +63,7 @@ impl TestServer {
         });
         TestServer {
             url: format!("http://{}", pipeline.config().listen),
+            admin: pipeline.admin(),
             pipeline,
             dir,
             client: reqwest::Client::new(),
@@ -123,7 +126,7 @@ impl TestServer {
 
     /// Runs every queued job to its end, in this task.
     pub async fn drain(&self) -> usize {
-        claim::drain(&self.pipeline, "test-worker").await
+        self.admin.run_pending_jobs("test-worker").await
     }
 
     /// Uploads, runs the job, and returns the final status answer.
@@ -141,7 +144,7 @@ impl TestServer {
     /// Every object key in storage (a local folder or a bucket), sorted.
     pub async fn stored_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
-            .pipeline
+            .admin
             .storage()
             .list("")
             .await

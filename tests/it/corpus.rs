@@ -221,7 +221,10 @@ async fn every_manifest_row_gives_its_expected_outcome() {
     let drains = (0..2).map(|n| {
         let pipeline = server.pipeline.clone();
         tokio::spawn(async move {
-            ximagepipeline::worker::claim::drain(&pipeline, &format!("corpus-{n}")).await
+            pipeline
+                .admin()
+                .run_pending_jobs(&format!("corpus-{n}"))
+                .await
         })
     });
     futures::future::join_all(drains).await;

@@ -1,5 +1,6 @@
 //! Integration tests: real SQLite files, real local storage, real HTTP on random ports.
 
+mod architecture;
 mod backends;
 mod cli;
 mod common;

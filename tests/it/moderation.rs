@@ -128,7 +128,7 @@ async fn run(server: &TestServer, source_type: &str) -> (StatusCode, Value, JobI
 }
 
 async fn moderation_result(server: &TestServer, job: &JobId) -> (Option<String>, Option<Value>) {
-    let job = server.pipeline.jobs().get(job).await.unwrap().unwrap();
+    let job = server.admin.jobs().get(job).await.unwrap().unwrap();
     (job.moderation_result, job.moderation_details)
 }
 
@@ -245,7 +245,7 @@ async fn a_provider_back_on_the_retry_approves() {
     let server = server(&url, 3, "").await;
     let (code, body, job) = run(&server, "avatar").await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    let job = server.pipeline.jobs().get(&job).await.unwrap().unwrap();
+    let job = server.admin.jobs().get(&job).await.unwrap().unwrap();
     assert_eq!(job.attempts, 2);
 }
 

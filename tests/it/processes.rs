@@ -83,7 +83,14 @@ impl Env {
 
     /// Every stored object (local folder or bucket), as keys.
     async fn stored_keys(&self) -> BTreeSet<String> {
-        let listed = self.pipeline().await.storage().list("").await.unwrap();
+        let listed = self
+            .pipeline()
+            .await
+            .admin()
+            .storage()
+            .list("")
+            .await
+            .unwrap();
         listed.into_iter().map(|o| o.key).collect()
     }
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Job, JobId, JobStatus, JobStore, Media, MediaId, Millis, NewJob, PgJobStore, SqliteJobStore,
-    StoredVariant,
+    Job, JobStatus, JobStore, Media, Millis, NewJob, PgJobStore, SqliteJobStore, StoredVariant,
 };
+use ximagepipeline::{JobId, MediaId};
 
 use crate::backends::PgSchema;
 

@@ -70,7 +70,7 @@ async fn upload_with_postgres_and_s3_completes_and_deletes_cleanly() {
         "the bucket holds exactly the media's objects, nothing in staging"
     );
     let md = keys.iter().find(|k| k.ends_with("/md.webp")).unwrap();
-    let bytes = server.pipeline.storage().get(md).await.unwrap();
+    let bytes = server.admin.storage().get(md).await.unwrap();
     assert_eq!(webp_size(&bytes), (640, 427));
 
     let id = media["id"].as_str().unwrap();
@@ -102,7 +102,7 @@ async fn upload_larger_than_a_part_is_staged_in_parts() {
     assert_eq!(code, StatusCode::ACCEPTED, "{body}");
     let job = body["jobId"].as_str().unwrap();
     let staged = server
-        .pipeline
+        .admin
         .storage()
         .get(&format!("staging/{job}"))
         .await

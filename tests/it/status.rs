@@ -24,7 +24,7 @@ async fn processing_job_is_202() {
     let server = TestServer::start().await;
     let (_, body) = server.upload(png(16, 16), "avatar", "u1").await;
     let job = server
-        .pipeline
+        .admin
         .jobs()
         .claim("w", now_ms())
         .await
@@ -136,13 +136,13 @@ async fn transient_failure_then_recovery_completes_once() {
     let blocker = server.dir.path().join("data/objects/media");
     std::fs::write(&blocker, b"x").unwrap();
     let claimed = server
-        .pipeline
+        .admin
         .jobs()
         .claim("w1", now_ms())
         .await
         .unwrap()
         .unwrap();
-    ximagepipeline::worker::claim::run_job(&server.pipeline, "w1", claimed).await;
+    server.admin.run_claimed_job("w1", claimed).await;
     let (code, body) = server.get(&format!("/image-pipeline/status/{job}")).await;
     assert_eq!(
         (code, &body["status"]),

@@ -7,7 +7,6 @@ use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use ximagepipeline::MediaId;
 use ximagepipeline::queue::{Job, now_ms};
-use ximagepipeline::worker::rescue;
 
 use crate::common::{TestServer, png};
 
@@ -16,12 +15,12 @@ async fn orphaned_staging_objects_are_swept_and_live_ones_kept() {
     let server = TestServer::start_with("[worker]\nstaging_grace_secs = 0").await;
     let (_, body) = server.upload(png(8, 8), "avatar", "u1").await;
     let live = format!("staging/{}", body["jobId"].as_str().unwrap());
-    let storage = server.pipeline.storage();
+    let storage = server.admin.storage();
     storage
         .put("staging/crashed-before-insert", vec![1, 2, 3].into())
         .await
         .unwrap();
-    rescue::orphaned_staging(&server.pipeline).await;
+    server.admin.sweep_staging().await;
     assert_eq!(server.stored_keys().await, [live]);
 }
 
@@ -31,13 +30,13 @@ async fn orphaned_staging_objects_are_swept_and_live_ones_kept() {
 async fn staging_of_ended_jobs_is_swept_at_once() {
     let server = TestServer::start().await;
     let (body, job, _) = dead_attempt(&server).await;
-    let jobs = server.pipeline.jobs();
+    let jobs = server.admin.jobs();
     assert!(
         jobs.fail(&job.id, "dead-worker", "gave up", now_ms())
             .await
             .unwrap()
     );
-    let storage = server.pipeline.storage();
+    let storage = server.admin.storage();
     storage
         .put("staging/still-arriving", vec![1, 2, 3].into())
         .await
@@ -48,7 +47,7 @@ async fn staging_of_ended_jobs_is_swept_at_once() {
     ];
     before.sort();
     assert_eq!(server.stored_keys().await, before);
-    rescue::orphaned_staging(&server.pipeline).await;
+    server.admin.sweep_staging().await;
     assert_eq!(server.stored_keys().await, ["staging/still-arriving"]);
 }
 
@@ -81,7 +80,7 @@ async fn an_idle_pool_is_woken_by_a_new_job() {
 /// media id before it dies. Returns the upload's answer, the claimed job and that media id.
 async fn dead_attempt(server: &TestServer) -> (serde_json::Value, Job, MediaId) {
     let (_, body) = server.upload(png(80, 80), "avatar", "u1").await;
-    let jobs = server.pipeline.jobs();
+    let jobs = server.admin.jobs();
     let job = jobs.claim("dead-worker", now_ms()).await.unwrap().unwrap();
     let media = MediaId::generate();
     assert!(
@@ -96,8 +95,8 @@ async fn dead_attempt(server: &TestServer) -> (serde_json::Value, Job, MediaId) 
 async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
     let server = TestServer::start().await;
     let (body, _job, dead_media) = dead_attempt(&server).await;
-    let jobs = server.pipeline.jobs();
-    let storage = server.pipeline.storage();
+    let jobs = server.admin.jobs();
+    let storage = server.admin.storage();
     let keys = storage.keys();
     storage
         .put(
@@ -146,8 +145,8 @@ async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
 async fn a_job_failed_by_rescue_leaves_no_objects() {
     let server = TestServer::start_with("[worker]\nmax_attempts = 1").await;
     let (body, job, dead_media) = dead_attempt(&server).await;
-    let jobs = server.pipeline.jobs();
-    let storage = server.pipeline.storage();
+    let jobs = server.admin.jobs();
+    let storage = server.admin.storage();
     let key = storage.keys().variant("avatar", "u1", &dead_media, "xs");
     storage.put(&key, vec![0; 10].into()).await.unwrap();
     assert_eq!(
@@ -162,7 +161,7 @@ async fn a_job_failed_by_rescue_leaves_no_objects() {
             .await
             .unwrap()
     );
-    rescue::stale_claims(&server.pipeline).await;
+    server.admin.rescue_stale_claims().await;
 
     let (code, status) = server
         .get(&format!(

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::JobReport;
-use crate::queue::JobId;
+use crate::ids::JobId;
+use crate::queue::JobReport;
 
 /// How long an entry answers before the database is asked again.
 pub const TTL: Duration = Duration::from_secs(1);

@@ -1,0 +1,106 @@
+//! The catalogue: what clients read and remove once uploads are queued. Jobs' reports (the job
+//! and its media) for the status route, media records, listing and deletion.
+//!
+//! It holds the job store and the object storage, and the settled-report cache (`settled`)
+//! that keeps the status route off the database for clients that poll in tight loops.
+
+mod settled;
+
+use std::sync::Arc;
+
+use crate::ids::{JobId, MediaId};
+use crate::queue::{JobReport, JobStore, Media, QueueError};
+use crate::storage::{Storage, StorageError};
+
+/// Why a catalogue operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The job and media database failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Object storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Reads jobs and media, deletes media. Cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    jobs: Arc<dyn JobStore>,
+    storage: Storage,
+    settled: Arc<settled::SettledJobs>,
+}
+
+impl Catalog {
+    /// A catalogue over `jobs` and `storage`, with an empty settled-report cache.
+    pub fn new(jobs: Arc<dyn JobStore>, storage: Storage) -> Catalog {
+        Catalog {
+            jobs,
+            storage,
+            settled: Arc::default(),
+        }
+    }
+
+    /// A job and its media; `None` for an unknown id.
+    ///
+    /// A settled job's report may come from memory, up to one second old: what changes a
+    /// settled report is only a media deleted through another process.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn get_status(&self, id: &JobId) -> Result<Option<JobReport>, QueueError> {
+        if let Some(report) = self.settled.get(id) {
+            return Ok(Some(JobReport::clone(&report)));
+        }
+        let Some(job) = self.jobs.get(id).await? else {
+            return Ok(None);
+        };
+        let media = match &job.media_id {
+            Some(media_id) => self.jobs.get_media(media_id).await?,
+            None => None,
+        };
+        let report = JobReport { job, media };
+        self.settled.remember(&report);
+        Ok(Some(report))
+    }
+
+    /// One media record.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError> {
+        self.jobs.get_media(id).await
+    }
+
+    /// The media of one source, newest first.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn list_media(
+        &self,
+        source_type: &str,
+        source_id: &str,
+    ) -> Result<Vec<Media>, QueueError> {
+        self.jobs.list_media(source_type, source_id).await
+    }
+
+    /// Removes every stored object of a media record, then the record; `false` when unknown.
+    ///
+    /// # Errors
+    /// When storage or the database fails; the record stays so the delete can be repeated.
+    pub async fn delete_media(&self, id: &MediaId) -> Result<bool, CatalogError> {
+        let Some(media) = self.jobs.get_media(id).await? else {
+            return Ok(false);
+        };
+        futures::future::try_join_all(media.keys().map(|key| self.storage.delete(key))).await?;
+        let deleted = self.jobs.delete_media(id).await?;
+        self.settled.forget(&media.job_id);
+        Ok(deleted)
+    }
+
+    /// The public URL of a stored object.
+    pub fn public_url(&self, key: &str) -> String {
+        self.storage.public_url(key)
+    }
+}

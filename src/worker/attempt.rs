@@ -1,0 +1,169 @@
+//! One attempt at a claimed job: read the staged upload, run the pipeline off the async threads
+//! (moderating between `prepare` and `finish`), store every object, describe the media.
+//!
+//! Whatever stops the attempt is a [`Failure`]; recording it is `claim`'s job.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Context, Failure, moderate};
+use crate::ids::MediaId;
+use crate::pipeline::{self, Processed};
+use crate::queue::{Job, Media, StoredVariant, now_ms};
+use crate::storage::StorageError;
+
+/// Runs one attempt; on success the media is stored but not yet recorded.
+pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Media, Failure> {
+    let storage = &context.storage;
+    if let Some(previous) = &job.attempt_media_id {
+        // An earlier attempt died after storing some objects: remove them first.
+        storage
+            .delete_attempt(&job.source_type, &job.source_id, previous)
+            .await
+            .map_err(|e| {
+                Failure::Transient(format!("could not clean up an earlier attempt: {e}"))
+            })?;
+    }
+    let media_id = MediaId::generate();
+    match context.jobs.start_attempt(&job.id, worker, &media_id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Failure::Transient(
+                "the claim was lost before processing began".into(),
+            ));
+        }
+        Err(e) => return Err(Failure::Transient(e.to_string())),
+    }
+    let bytes = storage.get(&job.staging_key).await.map_err(|e| match e {
+        StorageError::NotFound(_) => {
+            Failure::Permanent("the uploaded file is no longer in staging".into())
+        }
+        e => Failure::Transient(format!("could not read the upload: {e}")),
+    })?;
+    let spec = context
+        .outputs
+        .get(&job.source_type)
+        .cloned()
+        .ok_or_else(|| {
+            Failure::Permanent(format!(
+                "source type {:?} is no longer configured",
+                job.source_type
+            ))
+        })?;
+    let limits = context.limits;
+    let budget = context.settings.job_timeout;
+    let moderation = context
+        .moderation
+        .as_ref()
+        .filter(|m| m.applies_to(&job.source_type))
+        .cloned();
+    let side = moderation.as_ref().map(|m| m.image_side());
+    let started = std::time::Instant::now();
+    let (bytes, prepared, thumbnail) = off_thread(budget, budget, move || {
+        let prepared = pipeline::prepare(&bytes, &limits)?;
+        let thumbnail = side.map(|side| prepared.thumbnail(side)).transpose()?;
+        Ok((bytes, prepared, thumbnail))
+    })
+    .await?;
+    let pixel_time = started.elapsed();
+    if let (Some(moderation), Some(thumbnail)) = (moderation, thumbnail) {
+        moderate::check(context, worker, job, &moderation, &thumbnail).await?;
+    }
+    // The time limit counts pixel work only; moderation has its own timeout.
+    let left = budget.saturating_sub(pixel_time);
+    let processed = off_thread(left, budget, move || {
+        pipeline::finish(&bytes, &prepared, &spec)
+    })
+    .await?;
+    store(context, job, media_id, processed).await
+}
+
+/// Runs pixel work on a blocking thread, within `left` of the job's `budget`.
+async fn off_thread<T: Send + 'static>(
+    left: Duration,
+    budget: Duration,
+    work: impl FnOnce() -> Result<T, pipeline::PipelineError> + Send + 'static,
+) -> Result<T, Failure> {
+    // On timeout the thread cannot be stopped; its result is dropped when it ends.
+    tokio::time::timeout(left, tokio::task::spawn_blocking(work))
+        .await
+        .map_err(|_| {
+            Failure::Permanent(format!(
+                "processing took longer than the {} s limit",
+                budget.as_secs_f64()
+            ))
+        })?
+        .map_err(|e| Failure::Permanent(format!("processing crashed: {e}")))?
+        .map_err(|e| {
+            if e.is_permanent() {
+                Failure::Permanent(e.to_string())
+            } else {
+                Failure::Transient(e.to_string())
+            }
+        })
+}
+
+/// Writes the variants and the original under a fresh media id; on failure removes them again.
+async fn store(
+    context: &Context,
+    job: &Job,
+    media_id: MediaId,
+    processed: Processed,
+) -> Result<Media, Failure> {
+    let storage = &context.storage;
+    let keys = storage.keys();
+    let (st, sid) = (job.source_type.as_str(), job.source_id.as_str());
+    let mut writes: Vec<(String, Bytes)> = Vec::new();
+    let mut variants = Vec::new();
+    for v in processed.variants {
+        let key = keys.variant(st, sid, &media_id, &v.name);
+        variants.push((
+            v.name,
+            StoredVariant {
+                key: key.clone(),
+                width: v.width,
+                height: v.height,
+            },
+        ));
+        writes.push((key, Bytes::from(v.webp)));
+    }
+    let original_key = processed.original.map(|bytes| {
+        let key = keys.original(st, sid, &media_id, processed.format.extension());
+        writes.push((key.clone(), Bytes::from(bytes)));
+        key
+    });
+    let media = Media {
+        id: media_id,
+        job_id: job.id.clone(),
+        source_type: job.source_type.clone(),
+        source_id: job.source_id.clone(),
+        variants,
+        original_key,
+        width: processed.width,
+        height: processed.height,
+        aspect_ratio: processed.aspect_ratio,
+        blurhash: processed.blurhash,
+        format: processed.format.name().to_ascii_lowercase(),
+        created_at: now_ms(),
+    };
+    let puts = writes
+        .into_iter()
+        .map(|(key, bytes)| async move { storage.put(&key, bytes).await });
+    if let Err(e) = futures::future::try_join_all(puts).await {
+        remove(context, media.keys()).await;
+        return Err(Failure::Transient(format!(
+            "could not store the results: {e}"
+        )));
+    }
+    Ok(media)
+}
+
+/// Deletes objects, logging (not failing) when one cannot be removed: cleanup retries later.
+pub(super) async fn remove<'a>(context: &Context, keys: impl Iterator<Item = &'a str>) {
+    for key in keys {
+        if let Err(e) = context.storage.delete(key).await {
+            tracing::warn!(key, error = %e, "could not remove an object");
+        }
+    }
+}
