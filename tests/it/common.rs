@@ -1,6 +1,9 @@
-//! Shared helpers: an in-process server on a random port, requests, corpus files.
+//! Shared helpers: an in-process server on a random port, requests, corpus files and the one
+//! reader of the corpus manifest, strict so that a missing file, column or row fails the test
+//! instead of leaving it nothing to check.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -18,6 +21,107 @@ pub fn corpus(path: &str) -> PathBuf {
 /// Bytes of a corpus file.
 pub fn corpus_bytes(path: &str) -> Vec<u8> {
     std::fs::read(corpus(path)).unwrap_or_else(|e| panic!("corpus file {path}: {e}"))
+}
+
+/// One row of the corpus manifest (`MANIFEST.tsv`), read by column name.
+pub struct ManifestRow {
+    columns: Arc<[String]>,
+    fields: Vec<String>,
+}
+
+impl ManifestRow {
+    /// The value in `column`; a column the manifest does not have fails the test.
+    pub fn get(&self, column: &str) -> &str {
+        let at = self
+            .columns
+            .iter()
+            .position(|c| c == column)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} has no column {column:?}; it has {:?}",
+                    corpus(MANIFEST).display(),
+                    self.columns
+                )
+            });
+        &self.fields[at]
+    }
+
+    /// The file, relative to the corpus folder.
+    pub fn path(&self) -> &str {
+        self.get("path")
+    }
+
+    /// The format detected from the content, e.g. `JPEG` or `HEIF (undecodable)`.
+    pub fn format(&self) -> &str {
+        self.get("format")
+    }
+
+    /// `accept`, `any` or `reject:REASON`.
+    pub fn expected(&self) -> &str {
+        self.get("expected")
+    }
+
+    /// A number column: `None` for the manifest's `-` (not known), a failure for anything else
+    /// that is not a number.
+    pub fn number(&self, column: &str) -> Option<u32> {
+        match self.get(column) {
+            "-" => None,
+            value => Some(
+                value
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{}: {column} is {value:?} ({e})", self.path())),
+            ),
+        }
+    }
+
+    /// The size after orientation, when the manifest knows it.
+    pub fn display_size(&self) -> Option<(u32, u32)> {
+        self.number("display_width")
+            .zip(self.number("display_height"))
+    }
+
+    /// The file's bytes; a missing file fails the test with its path.
+    pub fn bytes(&self) -> Vec<u8> {
+        corpus_bytes(self.path())
+    }
+}
+
+const MANIFEST: &str = "MANIFEST.tsv";
+
+/// Every row of the corpus manifest. A missing manifest, a row whose field count differs from
+/// the header's, or a manifest without rows fails the test, naming the file.
+pub fn manifest() -> Vec<ManifestRow> {
+    let file = corpus(MANIFEST);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    let mut lines = text.lines();
+    let columns: Arc<[String]> = lines
+        .next()
+        .unwrap_or_else(|| panic!("{} is empty", file.display()))
+        .split('\t')
+        .map(str::to_owned)
+        .collect();
+    let rows: Vec<ManifestRow> = lines
+        .enumerate()
+        .map(|(n, line)| {
+            let fields: Vec<String> = line.split('\t').map(str::to_owned).collect();
+            assert_eq!(
+                fields.len(),
+                columns.len(),
+                "{} line {}: {} fields under {} columns",
+                file.display(),
+                n + 2,
+                fields.len(),
+                columns.len()
+            );
+            ManifestRow {
+                columns: Arc::clone(&columns),
+                fields,
+            }
+        })
+        .collect();
+    assert!(!rows.is_empty(), "{} has no rows", file.display());
+    rows
 }
 
 /// A server in this process with its own data folder and no background workers: tests run

@@ -8,8 +8,6 @@
 //! the colour references are lcms numbers (Pillow 13 `ImageCms`, perceptual intent), computed
 //! once and kept here, so they do not share code with moxcms.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GenericImageView};
@@ -18,14 +16,12 @@ use ximagepipeline::pipeline::{
     orient,
 };
 
+use crate::common::{ManifestRow, corpus_bytes, manifest};
+
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
     max_side: 20_000,
 };
-
-fn corpus_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"))
-}
 
 fn gallery() -> OutputSpec {
     let inside = |name: &str, width| VariantSpec {
@@ -39,34 +35,6 @@ fn gallery() -> OutputSpec {
         quality: 80.0,
         keep_original: true,
     }
-}
-
-/// One manifest row, by column name.
-struct Row(HashMap<String, String>);
-
-impl Row {
-    fn get(&self, column: &str) -> &str {
-        self.0.get(column).map_or("", String::as_str)
-    }
-    fn number(&self, column: &str) -> Option<u32> {
-        self.get(column).parse().ok()
-    }
-}
-
-fn manifest() -> Vec<Row> {
-    let text = std::fs::read_to_string(corpus_dir().join("MANIFEST.tsv")).unwrap_or_default();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
-    lines
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            Row(header
-                .iter()
-                .zip(line.split('\t'))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect())
-        })
-        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -197,7 +165,7 @@ fn pixels(bytes: &[u8], format: ImageFormat) -> Result<Vec<u8>, String> {
 }
 
 /// Checks one accepted row; returns the problems found.
-fn check_accept(row: &Row, bytes: &[u8], processed: &pipeline::Processed) -> Vec<String> {
+fn check_accept(row: &ManifestRow, bytes: &[u8], processed: &pipeline::Processed) -> Vec<String> {
     let mut problems = Vec::new();
     let (dw, dh) = (row.number("display_width"), row.number("display_height"));
     if (Some(processed.width), Some(processed.height)) != (dw, dh) {
@@ -310,8 +278,9 @@ fn mean_abs_diff(a: &DynamicImage, b: &DynamicImage) -> f64 {
     total as f64 / a.len().max(1) as f64
 }
 
-fn md_variant(path: &Path) -> Result<DynamicImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+/// The decoded `md` variant of a corpus file; a missing file fails the test.
+fn md_variant(path: &str) -> Result<DynamicImage, String> {
+    let bytes = corpus_bytes(path);
     let processed = pipeline::process(&bytes, &gallery(), &LIMITS).map_err(|e| e.to_string())?;
     let md = processed.variants.first().ok_or("no variant")?;
     image::load_from_memory_with_format(&md.webp, image::ImageFormat::WebP)
@@ -320,25 +289,11 @@ fn md_variant(path: &Path) -> Result<DynamicImage, String> {
 
 #[test]
 fn corpus_rows_behave_as_the_manifest_says() {
-    let rows = manifest();
-    assert!(
-        !rows.is_empty(),
-        "no manifest at {}",
-        corpus_dir().display()
-    );
     let (mut passed, mut failures) = (0, Vec::new());
     let mut slowest = Vec::new();
-    for row in &rows {
-        let path = row.get("path");
-        let format = row.get("format");
-        let expected = row.get("expected");
-        let bytes = match std::fs::read(corpus_dir().join(path)) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                failures.push(format!("{path}: cannot read: {err}"));
-                continue;
-            }
-        };
+    for row in &manifest() {
+        let (path, format, expected) = (row.path(), row.format(), row.expected());
+        let bytes = row.bytes();
         let started = Instant::now();
         let result = pipeline::process(&bytes, &gallery(), &LIMITS);
         let elapsed = started.elapsed();
@@ -405,10 +360,9 @@ fn corpus_rows_behave_as_the_manifest_says() {
 
 #[test]
 fn orientation_jpegs_come_out_upright() {
-    let dir = corpus_dir().join("orientation");
     let mut failures = Vec::new();
     for base in ["Landscape", "Portrait"] {
-        let reference = match md_variant(&dir.join(format!("{base}_1.jpg"))) {
+        let reference = match md_variant(&format!("orientation/{base}_1.jpg")) {
             Ok(img) => img,
             Err(err) => {
                 failures.push(format!("{base}_1: {err}"));
@@ -422,7 +376,7 @@ fn orientation_jpegs_come_out_upright() {
         }
         for n in 0..=8 {
             let name = format!("{base}_{n}.jpg");
-            match md_variant(&dir.join(&name)) {
+            match md_variant(&format!("orientation/{name}")) {
                 Ok(img) if img.dimensions() != reference.dimensions() => failures.push(format!(
                     "{name}: {:?}, expected {:?}",
                     img.dimensions(),
@@ -448,8 +402,7 @@ fn orientation_jpegs_come_out_upright() {
 
 #[test]
 fn forty_thousand_frame_gif_is_quick() {
-    let bytes =
-        std::fs::read(corpus_dir().join("invalid/bomb_gif_40000_frames.gif")).unwrap_or_default();
+    let bytes = corpus_bytes("invalid/bomb_gif_40000_frames.gif");
     let started = Instant::now();
     let result = pipeline::process(&bytes, &gallery(), &LIMITS);
     assert!(!matches!(result, Err(PipelineError::Panicked(_))));
@@ -488,7 +441,7 @@ fn icc_and_cmyk_files_come_out_in_srgb() {
     ];
     let mut failures = Vec::new();
     for (path, want, tolerance) in cases {
-        match md_variant(&corpus_dir().join(path)) {
+        match md_variant(path) {
             Ok(img) => {
                 let got = mean_rgb(&img);
                 println!("{path}: mean {got:.1?}, lcms {want:?}");
@@ -523,7 +476,7 @@ fn hdr_and_deep_inputs_give_sensible_sdr() {
         "valid/png_16bit_photo_weld.png",
         "valid/tiff_16bit_rgb.tiff",
     ] {
-        match md_variant(&corpus_dir().join(path)) {
+        match md_variant(path) {
             Ok(img) => {
                 let mean = mean_rgb(&img);
                 let luma = 0.2126 * mean[0] + 0.7152 * mean[1] + 0.0722 * mean[2];
@@ -546,10 +499,7 @@ fn hdr_and_deep_inputs_give_sensible_sdr() {
 fn orientation_in_every_container_is_upright() {
     // The crafted files are Landscape_1 at 600x400, stored rotated/flipped with EXIF (PNG, WebP,
     // TIFF) or irot (HEIC).
-    let reference = match md_variant(&corpus_dir().join("orientation/Landscape_1.jpg")) {
-        Ok(img) => img,
-        Err(err) => panic!("reference: {err}"),
-    };
+    let reference = md_variant("orientation/Landscape_1.jpg").unwrap();
     let mut failures = Vec::new();
     for name in [
         "png_exif_orientation_6.png",
@@ -557,7 +507,8 @@ fn orientation_in_every_container_is_upright() {
         "tiff_orientation_3.tiff",
         "heic_orientation_6_irot.heic",
     ] {
-        match md_variant(&corpus_dir().join("orientation").join(name)) {
+        let path = format!("orientation/{name}");
+        match md_variant(&path) {
             Ok(img) if img.dimensions() != (600, 400) => {
                 failures.push(format!("{name}: {:?}", img.dimensions()))
             }
@@ -585,12 +536,14 @@ fn orientation_in_every_container_is_upright() {
 #[test]
 fn bombs_are_refused_by_probe_quickly() {
     let mut failures = Vec::new();
-    for row in manifest()
-        .iter()
-        .filter(|r| r.get("expected") == "reject:too-many-pixels")
-    {
-        let path = row.get("path");
-        let bytes = std::fs::read(corpus_dir().join(path)).unwrap_or_default();
+    let bombs: Vec<ManifestRow> = manifest()
+        .into_iter()
+        .filter(|r| r.expected() == "reject:too-many-pixels")
+        .collect();
+    assert!(!bombs.is_empty(), "no too-many-pixels rows in the manifest");
+    for row in &bombs {
+        let path = row.path();
+        let bytes = row.bytes();
         let started = Instant::now();
         let result = pipeline::probe(&bytes, &LIMITS);
         let elapsed = started.elapsed();
@@ -667,19 +620,15 @@ const MIN_MEAN_SSIM: f64 = 0.962;
 
 #[test]
 fn variants_match_a_careful_lanczos_reference() {
-    let dir = corpus_dir().join("photos");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    paths.sort();
-    assert!(!paths.is_empty(), "no photos in {}", dir.display());
+    let photos: Vec<ManifestRow> = manifest()
+        .into_iter()
+        .filter(|row| row.path().starts_with("photos/"))
+        .collect();
+    assert!(!photos.is_empty(), "no photos/ rows in the manifest");
     let (mut failures, mut all) = (Vec::new(), Vec::new());
-    for path in &paths {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = std::fs::read(path).unwrap_or_default();
+    for row in &photos {
+        let name = row.path().trim_start_matches("photos/");
+        let bytes = row.bytes();
         let result = pipeline::probe(&bytes, &LIMITS).and_then(|probe| {
             let decoded = decode::first_frame(&bytes, probe.format, &LIMITS)?;
             let oriented = orient::apply(decoded.image, decoded.orientation);

@@ -20,6 +20,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use ximagepipeline::{Config, ImagePipeline, JobId, JobStatus};
 
 use crate::backends::{PgSchema, S3Bucket};
+use crate::common::corpus;
 
 /// How long a job may take from upload to its end (debug builds on a busy machine are slow).
 const JOB_DEADLINE: Duration = Duration::from_secs(120);
@@ -306,10 +307,6 @@ impl Server {
 // ---------------------------------------------------------------------------------------------
 // Corpus
 // ---------------------------------------------------------------------------------------------
-
-fn corpus(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")).join(path)
-}
 
 /// The largest JPEG among the corpus photos: the job that takes longest, to be caught mid-run.
 fn big_photo() -> PathBuf {
