@@ -2,6 +2,7 @@
 //! reader of the corpus manifest, strict so that a missing file, column or row fails the test
 //! instead of leaving it nothing to check.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -84,6 +85,15 @@ impl ManifestRow {
     pub fn bytes(&self) -> Vec<u8> {
         corpus_bytes(self.path())
     }
+
+    /// Whether decoding this file needs libheif, which this build lacks (AVIF and HEIF need
+    /// the `heif` feature).
+    pub fn needs_missing_libheif(&self) -> bool {
+        cfg!(not(feature = "heif"))
+            && ["AVIF", "HEIF"]
+                .iter()
+                .any(|f| self.format().starts_with(f))
+    }
 }
 
 const MANIFEST: &str = "MANIFEST.tsv";
@@ -122,6 +132,60 @@ pub fn manifest() -> Vec<ManifestRow> {
         .collect();
     assert!(!rows.is_empty(), "{} has no rows", file.display());
     rows
+}
+
+/// The manifest row of one corpus file; a file the manifest does not list fails the test.
+pub fn manifest_row(path: &str) -> ManifestRow {
+    manifest()
+        .into_iter()
+        .find(|row| row.path() == path)
+        .unwrap_or_else(|| panic!("{path} is not in {}", corpus(MANIFEST).display()))
+}
+
+/// Corpus files a test leaves out in this build. [`Skipped::report`] says how many and why on
+/// stderr, past the test harness's capture, so a pass without them is never silent.
+pub struct Skipped {
+    test: &'static str,
+    paths: Vec<String>,
+}
+
+impl Skipped {
+    /// Nothing skipped yet, for the test named `test`.
+    pub fn new(test: &'static str) -> Skipped {
+        Skipped {
+            test,
+            paths: Vec::new(),
+        }
+    }
+
+    /// Whether `row` needs libheif, which this build lacks; if so, it is counted as skipped.
+    pub fn without_libheif(&mut self, row: &ManifestRow) -> bool {
+        let skip = row.needs_missing_libheif();
+        if skip {
+            self.paths.push(row.path().to_owned());
+        }
+        skip
+    }
+
+    /// Writes the count and the files to stderr; nothing when nothing was skipped.
+    #[expect(
+        clippy::explicit_write,
+        reason = "eprintln! is captured by the test harness and shown only on failure"
+    )]
+    pub fn report(&self) {
+        if self.paths.is_empty() {
+            return;
+        }
+        writeln!(
+            std::io::stderr(),
+            "{}: skipped {} AVIF/HEIF files, because this build has no libheif (cargo feature \
+             `heif`; `scripts/test` builds with it): {}",
+            self.test,
+            self.paths.len(),
+            self.paths.join(", ")
+        )
+        .unwrap();
+    }
 }
 
 /// A server in this process with its own data folder and no background workers: tests run
