@@ -93,20 +93,17 @@ pub fn s3_server() -> &'static S3Server {
     SERVER.get_or_init(start_s3s_fs)
 }
 
+/// `XIMAGEPIPELINE_TEST_S3S_FS`, else where `cargo install` puts it, else `s3s-fs` on the PATH.
 fn s3s_fs_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("XIMAGEPIPELINE_TEST_S3S_FS") {
+    if let Some(path) = std::env::var_os("XIMAGEPIPELINE_TEST_S3S_FS") {
         return PathBuf::from(path);
     }
-    let cargo_home = std::env::var("CARGO_HOME").map_or_else(
-        |_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"),
-        PathBuf::from,
-    );
-    let installed = cargo_home.join("bin/s3s-fs");
-    if installed.exists() {
-        installed
-    } else {
-        PathBuf::from("s3s-fs")
-    }
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .map(|cargo_home| cargo_home.join("bin/s3s-fs"))
+        .filter(|installed| installed.exists())
+        .unwrap_or_else(|| PathBuf::from("s3s-fs"))
 }
 
 fn start_s3s_fs() -> S3Server {

@@ -200,7 +200,10 @@ async fn process_with_jobs_reports_every_file_once() {
     let mut by_file = std::collections::BTreeMap::new();
     for line in stdout.lines() {
         let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-        let file = line["file"].as_str().unwrap_or_default().to_owned();
+        let file = line["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a line without its file: {line}"))
+            .to_owned();
         assert!(
             by_file.insert(file, line).is_none(),
             "one line per file:\n{stdout}"

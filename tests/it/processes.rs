@@ -161,7 +161,8 @@ impl Drop for Env {
         };
         for path in entries.map(|e| e.unwrap().path()) {
             if path.extension().is_some_and(|e| e == "log") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| format!("(cannot read the log: {e})"));
                 eprintln!("===== {} =====\n{text}", path.display());
             }
         }
@@ -274,7 +275,9 @@ impl Server {
         let start = Instant::now();
         loop {
             let body = self.status(job).await;
-            let status = body["status"].as_str().unwrap_or_default();
+            let status = body["status"]
+                .as_str()
+                .unwrap_or_else(|| panic!("job {job}: a status answer without a status: {body}"));
             if done(status) {
                 return body;
             }
