@@ -299,11 +299,15 @@ impl TestServer {
         let (code, body) = self.upload(bytes, source_type, "it-1").await;
         assert_eq!(code, StatusCode::ACCEPTED, "{body}");
         self.drain().await;
-        self.get(&format!(
-            "/image-pipeline/status/{}",
-            body["jobId"].as_str().unwrap()
-        ))
-        .await
+        self.status_of(&body).await
+    }
+
+    /// The status answer of the job an upload answer (`{"jobId": ...}`) names.
+    pub async fn status_of(&self, upload: &Value) -> (StatusCode, Value) {
+        let job = upload["jobId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no jobId in {upload}"));
+        self.get(&format!("/image-pipeline/status/{job}")).await
     }
 
     /// Every object key in storage (a local folder or a bucket), sorted.
