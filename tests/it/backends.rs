@@ -7,12 +7,11 @@
 //!   loopback port over a temporary folder; `scripts/test` installs it. Each test gets its own
 //!   bucket, removed with its guard.
 
-use std::io::ErrorKind;
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -93,43 +92,44 @@ pub fn s3_server() -> &'static S3Server {
     SERVER.get_or_init(start_s3s_fs)
 }
 
+/// `XIMAGEPIPELINE_TEST_S3S_FS`, else where `cargo install` puts it, else `s3s-fs` on the PATH.
 fn s3s_fs_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("XIMAGEPIPELINE_TEST_S3S_FS") {
+    if let Some(path) = std::env::var_os("XIMAGEPIPELINE_TEST_S3S_FS") {
         return PathBuf::from(path);
     }
-    let cargo_home = std::env::var("CARGO_HOME").map_or_else(
-        |_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"),
-        PathBuf::from,
-    );
-    let installed = cargo_home.join("bin/s3s-fs");
-    if installed.exists() {
-        installed
-    } else {
-        PathBuf::from("s3s-fs")
-    }
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .map(|cargo_home| cargo_home.join("bin/s3s-fs"))
+        .filter(|installed| installed.exists())
+        .unwrap_or_else(|| PathBuf::from("s3s-fs"))
 }
+
+/// What s3s-fs logs (at `info`) once its listener is bound, followed by its URL.
+const S3S_FS_READY: &str = "server is running at";
+
+/// How long s3s-fs may take to start before the tests fail.
+const S3S_FS_START_DEADLINE: Duration = Duration::from_secs(30);
 
 fn start_s3s_fs() -> S3Server {
     let root = std::env::temp_dir().join(format!("xip-s3s-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let binary = s3s_fs_binary();
     let (tx, rx) = std::sync::mpsc::channel();
     let server_root = root.clone();
     // The server dies with the thread that started it (PR_SET_PDEATHSIG), so that thread lives
-    // as long as the test binary and no server outlives a run.
+    // as long as the test binary and no server outlives a run. It reads the server's log: the
+    // ready line names the port the server chose (so no other process can take it first) and
+    // is the signal to go on; the rest is drained so the server never blocks on a full pipe.
     std::thread::spawn(move || {
         let mut command = Command::new(&binary);
         command
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", "127.0.0.1", "--port", "0"])
             .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
             .arg(&server_root)
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
         unsafe {
@@ -138,34 +138,37 @@ fn start_s3s_fs() -> S3Server {
                 Ok(())
             });
         }
-        let child = command.spawn();
-        let failed = child.as_ref().err().map(|e| e.kind());
-        tx.send(failed).unwrap();
-        if let Ok(mut child) = child {
-            let _ = child.wait();
-        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                tx.send(Err(format!("cannot start {}: {err}", binary.display())))
+                    .unwrap();
+                return;
+            }
+        };
+        let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+        let endpoint = log.by_ref().map_while(Result::ok).find_map(|line| {
+            let (_, url) = line.split_once(S3S_FS_READY)?;
+            Some(url.trim().to_owned())
+        });
+        let started =
+            endpoint.ok_or_else(|| format!("s3s-fs exited before it listened: {:?}", child.wait()));
+        tx.send(started).unwrap();
+        log.for_each(drop);
+        // Only the server's exit ends the log; this thread must stay (see above).
         loop {
             std::thread::park();
         }
     });
-    match rx.recv().unwrap() {
-        None => {}
-        Some(ErrorKind::NotFound) => panic!(
-            "s3s-fs not found ({}); scripts/test installs it: \
-             cargo install s3s-fs@0.14.1 --locked --features binary",
-            s3s_fs_binary().display()
+    let endpoint = match rx.recv_timeout(S3S_FS_START_DEADLINE) {
+        Ok(Ok(endpoint)) => endpoint,
+        Ok(Err(why)) => panic!(
+            "{why}; scripts/test installs s3s-fs: \
+             cargo install s3s-fs@0.14.1 --locked --features binary"
         ),
-        Some(kind) => panic!("cannot start s3s-fs: {kind:?}"),
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    S3Server {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        root,
-    }
+        Err(err) => panic!("s3s-fs did not listen within {S3S_FS_START_DEADLINE:?}: {err}"),
+    };
+    S3Server { endpoint, root }
 }
 
 /// A bucket of its own on the test S3 server, removed on drop.

@@ -1,21 +1,17 @@
 //! The command line through the built binary: `process` on local files, and start-up refusals.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::common::webp_size;
+use crate::common::{corpus, webp_size};
 
 /// No command here may run longer than this (a refused start-up must not hang).
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn corpus(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")).join(path)
-}
 
 /// Runs the binary to its end, killing it if it outlives [`DEADLINE`].
 async fn run(args: &[&str]) -> Output {
@@ -204,7 +200,10 @@ async fn process_with_jobs_reports_every_file_once() {
     let mut by_file = std::collections::BTreeMap::new();
     for line in stdout.lines() {
         let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-        let file = line["file"].as_str().unwrap_or_default().to_owned();
+        let file = line["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a line without its file: {line}"))
+            .to_owned();
         assert!(
             by_file.insert(file, line).is_none(),
             "one line per file:\n{stdout}"

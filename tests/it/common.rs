@@ -1,6 +1,10 @@
-//! Shared helpers: an in-process server on a random port, requests, corpus files.
+//! Shared helpers: an in-process server on a random port, requests, corpus files and the one
+//! reader of the corpus manifest, strict so that a missing file, column or row fails the test
+//! instead of leaving it nothing to check.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -18,6 +22,170 @@ pub fn corpus(path: &str) -> PathBuf {
 /// Bytes of a corpus file.
 pub fn corpus_bytes(path: &str) -> Vec<u8> {
     std::fs::read(corpus(path)).unwrap_or_else(|e| panic!("corpus file {path}: {e}"))
+}
+
+/// One row of the corpus manifest (`MANIFEST.tsv`), read by column name.
+pub struct ManifestRow {
+    columns: Arc<[String]>,
+    fields: Vec<String>,
+}
+
+impl ManifestRow {
+    /// The value in `column`; a column the manifest does not have fails the test.
+    pub fn get(&self, column: &str) -> &str {
+        let at = self
+            .columns
+            .iter()
+            .position(|c| c == column)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} has no column {column:?}; it has {:?}",
+                    corpus(MANIFEST).display(),
+                    self.columns
+                )
+            });
+        &self.fields[at]
+    }
+
+    /// The file, relative to the corpus folder.
+    pub fn path(&self) -> &str {
+        self.get("path")
+    }
+
+    /// The format detected from the content, e.g. `JPEG` or `HEIF (undecodable)`.
+    pub fn format(&self) -> &str {
+        self.get("format")
+    }
+
+    /// `accept`, `any` or `reject:REASON`.
+    pub fn expected(&self) -> &str {
+        self.get("expected")
+    }
+
+    /// A number column: `None` for the manifest's `-` (not known), a failure for anything else
+    /// that is not a number.
+    pub fn number(&self, column: &str) -> Option<u32> {
+        match self.get(column) {
+            "-" => None,
+            value => Some(
+                value
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{}: {column} is {value:?} ({e})", self.path())),
+            ),
+        }
+    }
+
+    /// The size after orientation, when the manifest knows it.
+    pub fn display_size(&self) -> Option<(u32, u32)> {
+        self.number("display_width")
+            .zip(self.number("display_height"))
+    }
+
+    /// The file's bytes; a missing file fails the test with its path.
+    pub fn bytes(&self) -> Vec<u8> {
+        corpus_bytes(self.path())
+    }
+
+    /// Whether decoding this file needs libheif, which this build lacks (AVIF and HEIF need
+    /// the `heif` feature).
+    pub fn needs_missing_libheif(&self) -> bool {
+        cfg!(not(feature = "heif"))
+            && ["AVIF", "HEIF"]
+                .iter()
+                .any(|f| self.format().starts_with(f))
+    }
+}
+
+const MANIFEST: &str = "MANIFEST.tsv";
+
+/// Every row of the corpus manifest. A missing manifest, a row whose field count differs from
+/// the header's, or a manifest without rows fails the test, naming the file.
+pub fn manifest() -> Vec<ManifestRow> {
+    let file = corpus(MANIFEST);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    let mut lines = text.lines();
+    let columns: Arc<[String]> = lines
+        .next()
+        .unwrap_or_else(|| panic!("{} is empty", file.display()))
+        .split('\t')
+        .map(str::to_owned)
+        .collect();
+    let rows: Vec<ManifestRow> = lines
+        .enumerate()
+        .map(|(n, line)| {
+            let fields: Vec<String> = line.split('\t').map(str::to_owned).collect();
+            assert_eq!(
+                fields.len(),
+                columns.len(),
+                "{} line {}: {} fields under {} columns",
+                file.display(),
+                n + 2,
+                fields.len(),
+                columns.len()
+            );
+            ManifestRow {
+                columns: Arc::clone(&columns),
+                fields,
+            }
+        })
+        .collect();
+    assert!(!rows.is_empty(), "{} has no rows", file.display());
+    rows
+}
+
+/// The manifest row of one corpus file; a file the manifest does not list fails the test.
+pub fn manifest_row(path: &str) -> ManifestRow {
+    manifest()
+        .into_iter()
+        .find(|row| row.path() == path)
+        .unwrap_or_else(|| panic!("{path} is not in {}", corpus(MANIFEST).display()))
+}
+
+/// Corpus files a test leaves out in this build. [`Skipped::report`] says how many and why on
+/// stderr, past the test harness's capture, so a pass without them is never silent.
+pub struct Skipped {
+    test: &'static str,
+    paths: Vec<String>,
+}
+
+impl Skipped {
+    /// Nothing skipped yet, for the test named `test`.
+    pub fn new(test: &'static str) -> Skipped {
+        Skipped {
+            test,
+            paths: Vec::new(),
+        }
+    }
+
+    /// Whether `row` needs libheif, which this build lacks; if so, it is counted as skipped.
+    pub fn without_libheif(&mut self, row: &ManifestRow) -> bool {
+        let skip = row.needs_missing_libheif();
+        if skip {
+            self.paths.push(row.path().to_owned());
+        }
+        skip
+    }
+
+    /// Writes the count and the files to stderr; nothing when nothing was skipped.
+    #[expect(
+        clippy::explicit_write,
+        reason = "eprintln! is captured by the test harness and shown only on failure"
+    )]
+    pub fn report(&self) {
+        if self.paths.is_empty() {
+            return;
+        }
+        writeln!(
+            std::io::stderr(),
+            "{}: skipped {} AVIF/HEIF files, because this build has no libheif (cargo feature \
+             `heif`; `scripts/test` builds with it): {}",
+            self.test,
+            self.paths.len(),
+            self.paths.join(", ")
+        )
+        .unwrap();
+    }
 }
 
 /// A server in this process with its own data folder and no background workers: tests run
@@ -134,11 +302,15 @@ impl TestServer {
         let (code, body) = self.upload(bytes, source_type, "it-1").await;
         assert_eq!(code, StatusCode::ACCEPTED, "{body}");
         self.drain().await;
-        self.get(&format!(
-            "/image-pipeline/status/{}",
-            body["jobId"].as_str().unwrap()
-        ))
-        .await
+        self.status_of(&body).await
+    }
+
+    /// The status answer of the job an upload answer (`{"jobId": ...}`) names.
+    pub async fn status_of(&self, upload: &Value) -> (StatusCode, Value) {
+        let job = upload["jobId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no jobId in {upload}"));
+        self.get(&format!("/image-pipeline/status/{job}")).await
     }
 
     /// Every object key in storage (a local folder or a bucket), sorted.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{TestServer, corpus, webp_size};
+use crate::common::{ManifestRow, TestServer, manifest, webp_size};
 
 /// Formats this build reads (every format the service knows, AVIF/HEIF with the `heif`
 /// feature); all of them are enabled below, and anything else must be refused at upload.
@@ -36,38 +36,6 @@ const ALSO_ACCEPTABLE: &[(&str, &str)] = &[
 /// Outputs allowed to hold a forbidden string, and why (none today: GIF originals have their
 /// LZW data re-coded, so even `<?php` hidden in pixel data does not survive).
 const FORBIDDEN_EXEMPT: &[(&str, &str)] = &[];
-
-struct Row {
-    path: String,
-    format: String,
-    display: Option<(u32, u32)>,
-    expected: String,
-}
-
-fn manifest() -> Vec<Row> {
-    let text = std::fs::read_to_string(corpus("MANIFEST.tsv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let (path, format, dw, dh, expected) = (
-        col("path"),
-        col("format"),
-        col("display_width"),
-        col("display_height"),
-        col("expected"),
-    );
-    lines
-        .map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            Row {
-                path: f[path].to_owned(),
-                format: f[format].to_owned(),
-                display: f[dw].parse().ok().zip(f[dh].parse().ok()),
-                expected: f[expected].to_owned(),
-            }
-        })
-        .collect()
-}
 
 fn config() -> String {
     let allowed: Vec<String> = ximagepipeline::config::SUPPORTED_MIME_TYPES
@@ -131,7 +99,7 @@ fn webp_chunks(bytes: &[u8]) -> Vec<String> {
 /// Checks one accepted row's final answer; returns its decoded `md` variant for the upright check.
 async fn check_complete(
     server: &TestServer,
-    row: &Row,
+    row: &ManifestRow,
     body: &Value,
 ) -> Result<image::RgbImage, String> {
     let media = &body["media"];
@@ -139,7 +107,7 @@ async fn check_complete(
         media["width"].as_u64().unwrap() as u32,
         media["height"].as_u64().unwrap() as u32,
     );
-    if let Some(display) = row.display
+    if let Some(display) = row.display_size()
         && display != (w, h)
     {
         return Err(format!(
@@ -170,7 +138,7 @@ async fn check_complete(
     let exempt = |needle: &[u8]| {
         FORBIDDEN_EXEMPT
             .iter()
-            .any(|(p, n)| *p == row.path && n.as_bytes() == needle)
+            .any(|(p, n)| *p == row.path() && n.as_bytes() == needle)
     };
     if let Some(bad) = FORBIDDEN
         .iter()
@@ -202,20 +170,19 @@ async fn every_manifest_row_gives_its_expected_outcome() {
     let mut failures = Vec::new();
     let mut jobs = Vec::new();
     for row in &rows {
-        let bytes = std::fs::read(corpus(&row.path)).unwrap();
-        let (code, body) = server.upload(bytes, "all", "corpus").await;
-        let readable = READ_FORMATS.iter().any(|f| row.format.starts_with(f));
+        let (code, body) = server.upload(row.bytes(), "all", "corpus").await;
+        let readable = READ_FORMATS.iter().any(|f| row.format().starts_with(f));
         match code {
             StatusCode::ACCEPTED => jobs.push((row, body["jobId"].as_str().unwrap().to_owned())),
             c if c.is_client_error() && body["error"].as_str().is_some_and(|e| !e.is_empty()) => {
                 let alternative = ALSO_ACCEPTABLE.iter().any(|(p, msg)| {
-                    *p == row.path && body["error"].as_str().is_some_and(|e| e.contains(msg))
+                    *p == row.path() && body["error"].as_str().is_some_and(|e| e.contains(msg))
                 });
-                if readable && row.expected == "accept" && !alternative {
-                    failures.push(format!("{}: refused at upload: {body}", row.path));
+                if readable && row.expected() == "accept" && !alternative {
+                    failures.push(format!("{}: refused at upload: {body}", row.path()));
                 }
             }
-            c => failures.push(format!("{}: upload answered {c}: {body}", row.path)),
+            c => failures.push(format!("{}: upload answered {c}: {body}", row.path())),
         }
     }
     let drains = (0..2).map(|n| {
@@ -233,12 +200,12 @@ async fn every_manifest_row_gives_its_expected_outcome() {
     let mut orientation_checks = Vec::new();
     for (row, job) in jobs {
         let (code, body) = server.get(&format!("/image-pipeline/status/{job}")).await;
-        let readable = READ_FORMATS.iter().any(|f| row.format.starts_with(f));
-        match (body["status"].as_str(), row.expected.as_str()) {
+        let readable = READ_FORMATS.iter().any(|f| row.format().starts_with(f));
+        match (body["status"].as_str(), row.expected()) {
             (Some("COMPLETE"), "accept" | "any") if readable => {
                 match check_complete(&server, row, &body).await {
                     Ok(md) => {
-                        let name = row.path.rsplit('/').next().unwrap();
+                        let name = row.path().rsplit('/').next().unwrap();
                         if let Some(kind) = ["Landscape_", "Portrait_"]
                             .iter()
                             .find(|k| name.starts_with(**k))
@@ -246,23 +213,28 @@ async fn every_manifest_row_gives_its_expected_outcome() {
                             if name.ends_with("_1.jpg") {
                                 upright.insert(kind.to_string(), md);
                             } else {
-                                orientation_checks.push((row.path.clone(), kind.to_string(), md));
+                                orientation_checks.push((
+                                    row.path().to_owned(),
+                                    kind.to_string(),
+                                    md,
+                                ));
                             }
                         }
                     }
-                    Err(e) => failures.push(format!("{}: {e}", row.path)),
+                    Err(e) => failures.push(format!("{}: {e}", row.path())),
                 }
             }
             (Some("FAILED"), expected) if expected != "accept" => {
                 if body["error"].as_str().is_none_or(str::is_empty)
                     || code != StatusCode::INTERNAL_SERVER_ERROR
                 {
-                    failures.push(format!("{}: FAILED without a reason: {body}", row.path));
+                    failures.push(format!("{}: FAILED without a reason: {body}", row.path()));
                 }
             }
             _ => failures.push(format!(
                 "{}: expected {}, got {code} {body}",
-                row.path, row.expected
+                row.path(),
+                row.expected()
             )),
         }
     }

@@ -35,7 +35,8 @@ enum Reply {
 struct Seen {
     authorization: Option<String>,
     content_type: Option<String>,
-    image: (u32, u32),
+    /// The size of the image sent, or why it did not decode as JPEG.
+    image: Result<(u32, u32), String>,
 }
 
 #[derive(Clone)]
@@ -69,7 +70,7 @@ async fn judge(
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
     let image = image::load_from_memory_with_format(&body, image::ImageFormat::Jpeg)
         .map(|i| (i.width(), i.height()))
-        .unwrap_or((0, 0));
+        .map_err(|e| e.to_string());
     service.seen.lock().unwrap().push(Seen {
         authorization: header("authorization"),
         content_type: header("content-type"),
@@ -149,7 +150,7 @@ async fn approved_images_complete_and_the_verdict_is_recorded() {
     assert_eq!(seen.len(), 1, "one request per image");
     assert_eq!(seen[0].authorization.as_deref(), Some("Bearer s3cret"));
     assert_eq!(seen[0].content_type.as_deref(), Some("image/jpeg"));
-    let (w, h) = seen[0].image;
+    let (w, h) = seen[0].image.clone().unwrap();
     assert!(
         w == 256 && (170..=171).contains(&h),
         "the upright copy, at most image_side a side: {w}×{h}"

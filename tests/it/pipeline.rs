@@ -1,4 +1,3 @@
-#![cfg(feature = "heif")]
 //! The shared test corpus as a table: one case per `MANIFEST.tsv` row, named by its path.
 //!
 //! Every row, whatever its format, goes through `process` with the gallery spec. Accepted rows
@@ -7,25 +6,26 @@
 //! are collected and reported together. Colour, orientation and quality have their own tests;
 //! the colour references are lcms numbers (Pillow 13 `ImageCms`, perceptual intent), computed
 //! once and kept here, so they do not share code with moxcms.
+//!
+//! A build without the `heif` feature runs every test; only the AVIF/HEIF files are left out,
+//! and each test says on stderr how many it left out.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GenericImageView};
+#[cfg(feature = "heif")]
+use ximagepipeline::pipeline::heif;
 use ximagepipeline::pipeline::{
-    self, Fit, ImageFormat, Limits, OutputSpec, PipelineError, VariantSpec, decode, heif, isobmff,
-    orient,
+    self, Fit, ImageFormat, Limits, OutputSpec, PipelineError, VariantSpec, container, decode,
+    isobmff, orient,
 };
+
+use crate::common::{ManifestRow, Skipped, corpus_bytes, manifest, manifest_row};
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
     max_side: 20_000,
 };
-
-fn corpus_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"))
-}
 
 fn gallery() -> OutputSpec {
     let inside = |name: &str, width| VariantSpec {
@@ -39,34 +39,6 @@ fn gallery() -> OutputSpec {
         quality: 80.0,
         keep_original: true,
     }
-}
-
-/// One manifest row, by column name.
-struct Row(HashMap<String, String>);
-
-impl Row {
-    fn get(&self, column: &str) -> &str {
-        self.0.get(column).map_or("", String::as_str)
-    }
-    fn number(&self, column: &str) -> Option<u32> {
-        self.get(column).parse().ok()
-    }
-}
-
-fn manifest() -> Vec<Row> {
-    let text = std::fs::read_to_string(corpus_dir().join("MANIFEST.tsv")).unwrap_or_default();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
-    lines
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            Row(header
-                .iter()
-                .zip(line.split('\t'))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect())
-        })
-        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -96,25 +68,25 @@ fn webp_chunks(webp: &[u8]) -> Vec<[u8; 4]> {
     out
 }
 
-/// The EXIF block of an original, read by `image` (JPEG/PNG/WebP/TIFF) or from the HEIF items.
-fn exif_of(original: &[u8], format: ImageFormat) -> Vec<Vec<u8>> {
+/// The EXIF blocks of an original, read by `image` (JPEG/PNG/WebP/GIF) or from the HEIF
+/// items; TIFF metadata is checked by tag instead ([`tiff_metadata_tags`]). An original the
+/// reader cannot open is an error, never "no EXIF".
+fn exif_of(original: &[u8], format: ImageFormat) -> Result<Vec<Vec<u8>>, String> {
     use image::ImageDecoder;
-    match format {
-        ImageFormat::Avif | ImageFormat::Heic => isobmff::layout(original)
+    match (format, image_format(format)) {
+        (ImageFormat::Avif | ImageFormat::Heic, _) => isobmff::layout(original)
             .map(|l| l.exif.into_iter().map(|r| original[r].to_vec()).collect())
-            .unwrap_or_default(),
-        ImageFormat::Tiff => Vec::new(),
-        other => {
-            let Some(f) = image_format(other) else {
-                return Vec::new();
-            };
+            .map_err(|e| format!("the original's boxes do not read: {e}")),
+        (ImageFormat::Tiff, _) => Ok(Vec::new()),
+        (_, Some(f)) => {
             let reader = image::ImageReader::with_format(std::io::Cursor::new(original), f);
             let exif = reader
                 .into_decoder()
-                .ok()
-                .and_then(|mut d| d.exif_metadata().ok().flatten());
-            exif.into_iter().collect()
+                .and_then(|mut d| d.exif_metadata())
+                .map_err(|e| format!("the original's EXIF does not read: {e}"))?;
+            Ok(exif.into_iter().collect())
         }
+        (other, None) => Err(format!("no EXIF reader for {other:?}")),
     }
 }
 
@@ -163,21 +135,16 @@ const TIFF_METADATA_TAGS: &[u16] = &[
     270, 271, 272, 305, 306, 315, 316, 33432, 33723, 34377, 34665, 34853, 700, 37724,
 ];
 
-fn tiff_metadata_tags(original: &[u8]) -> Vec<u16> {
-    let Ok(mut decoder) = tiff::decoder::Decoder::new(std::io::Cursor::new(original)) else {
-        return vec![0];
-    };
-    TIFF_METADATA_TAGS
+/// The metadata tags left in a TIFF's first page; a tag that is there but does not read
+/// counts as left.
+fn tiff_metadata_tags(original: &[u8]) -> Result<Vec<u16>, String> {
+    let mut decoder = tiff::decoder::Decoder::new(std::io::Cursor::new(original))
+        .map_err(|e| format!("the original does not open as TIFF: {e}"))?;
+    Ok(TIFF_METADATA_TAGS
         .iter()
         .copied()
-        .filter(|&tag| {
-            decoder
-                .find_tag(tiff::tags::Tag::Unknown(tag))
-                .ok()
-                .flatten()
-                .is_some()
-        })
-        .collect()
+        .filter(|&tag| !matches!(decoder.find_tag(tiff::tags::Tag::Unknown(tag)), Ok(None)))
+        .collect())
 }
 
 /// Pixels of a file as RGBA8: `image` for most formats, libheif for HEIF/AVIF.
@@ -190,14 +157,18 @@ fn pixels(bytes: &[u8], format: ImageFormat) -> Result<Vec<u8>, String> {
         Some(f) => image::load_from_memory_with_format(bytes, f)
             .map(|i| i.into_rgba8().into_raw())
             .map_err(|e| e.to_string()),
+        #[cfg(feature = "heif")]
         None => heif::decode(bytes, format, &LIMITS)
             .map(|i| i.into_rgba8().into_raw())
             .map_err(|e| e.to_string()),
+        // AVIF/HEIF rows are skipped in this build; reaching here is a test bug, said as such.
+        #[cfg(not(feature = "heif"))]
+        None => Err(format!("{format:?} needs the heif feature")),
     }
 }
 
 /// Checks one accepted row; returns the problems found.
-fn check_accept(row: &Row, bytes: &[u8], processed: &pipeline::Processed) -> Vec<String> {
+fn check_accept(row: &ManifestRow, bytes: &[u8], processed: &pipeline::Processed) -> Vec<String> {
     let mut problems = Vec::new();
     let (dw, dh) = (row.number("display_width"), row.number("display_height"));
     if (Some(processed.width), Some(processed.height)) != (dw, dh) {
@@ -271,15 +242,19 @@ fn check_accept(row: &Row, bytes: &[u8], processed: &pipeline::Processed) -> Vec
             ));
         }
     }
-    for exif in exif_of(original, processed.format) {
-        if !exif_is_minimal(&exif) {
-            problems.push(format!("original keeps a {}-byte EXIF block", exif.len()));
+    match exif_of(original, processed.format) {
+        Ok(blocks) => {
+            for exif in blocks.iter().filter(|exif| !exif_is_minimal(exif)) {
+                problems.push(format!("original keeps a {}-byte EXIF block", exif.len()));
+            }
         }
+        Err(err) => problems.push(err),
     }
     if processed.format == ImageFormat::Tiff {
-        let tags = tiff_metadata_tags(original);
-        if !tags.is_empty() {
-            problems.push(format!("original keeps TIFF metadata tags {tags:?}"));
+        match tiff_metadata_tags(original) {
+            Ok(tags) if tags.is_empty() => {}
+            Ok(tags) => problems.push(format!("original keeps TIFF metadata tags {tags:?}")),
+            Err(err) => problems.push(err),
         }
     }
     match (
@@ -289,7 +264,9 @@ fn check_accept(row: &Row, bytes: &[u8], processed: &pipeline::Processed) -> Vec
         (Ok(a), Ok(b)) if a == b => {}
         (Ok(_), Ok(_)) => problems.push("original's pixels changed".into()),
         (_, Err(err)) => problems.push(format!("stripped original does not decode: {err}")),
-        (Err(_), Ok(_)) => {}
+        // No input the pipeline accepts is unreadable here today; one that is cannot pass
+        // unchecked.
+        (Err(err), Ok(_)) => problems.push(format!("the input does not decode to compare: {err}")),
     }
     problems
 }
@@ -310,8 +287,9 @@ fn mean_abs_diff(a: &DynamicImage, b: &DynamicImage) -> f64 {
     total as f64 / a.len().max(1) as f64
 }
 
-fn md_variant(path: &Path) -> Result<DynamicImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+/// The decoded `md` variant of a corpus file; a missing file fails the test.
+fn md_variant(path: &str) -> Result<DynamicImage, String> {
+    let bytes = corpus_bytes(path);
     let processed = pipeline::process(&bytes, &gallery(), &LIMITS).map_err(|e| e.to_string())?;
     let md = processed.variants.first().ok_or("no variant")?;
     image::load_from_memory_with_format(&md.webp, image::ImageFormat::WebP)
@@ -320,25 +298,15 @@ fn md_variant(path: &Path) -> Result<DynamicImage, String> {
 
 #[test]
 fn corpus_rows_behave_as_the_manifest_says() {
-    let rows = manifest();
-    assert!(
-        !rows.is_empty(),
-        "no manifest at {}",
-        corpus_dir().display()
-    );
+    let mut skipped = Skipped::new("corpus_rows_behave_as_the_manifest_says");
     let (mut passed, mut failures) = (0, Vec::new());
     let mut slowest = Vec::new();
-    for row in &rows {
-        let path = row.get("path");
-        let format = row.get("format");
-        let expected = row.get("expected");
-        let bytes = match std::fs::read(corpus_dir().join(path)) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                failures.push(format!("{path}: cannot read: {err}"));
-                continue;
-            }
-        };
+    for row in &manifest() {
+        if skipped.without_libheif(row) {
+            continue;
+        }
+        let (path, format, expected) = (row.path(), row.format(), row.expected());
+        let bytes = row.bytes();
         let started = Instant::now();
         let result = pipeline::process(&bytes, &gallery(), &LIMITS);
         let elapsed = started.elapsed();
@@ -366,18 +334,12 @@ fn corpus_rows_behave_as_the_manifest_says() {
                 Err(err) => problems.push(format!("probe of the first MiB failed: {err}")),
             }
         }
+        // How bombs are refused (from the header) is `bombs_are_refused_by_probe_quickly`.
         if expected == "reject:too-many-pixels" {
-            let started = Instant::now();
             let probed = pipeline::probe(&bytes, &LIMITS);
             if !matches!(probed, Err(PipelineError::TooManyPixels { .. })) {
                 problems.push(format!("probe did not refuse the bomb: {probed:?}"));
             }
-            if started.elapsed() > Duration::from_millis(100) {
-                problems.push(format!("probe took {:?}", started.elapsed()));
-            }
-        }
-        if elapsed > Duration::from_secs(2) && path.starts_with("invalid/") {
-            problems.push(format!("took {elapsed:?}"));
         }
         let outcome = match &result {
             Ok(p) => format!("ok {}x{}", p.width, p.height),
@@ -396,6 +358,7 @@ fn corpus_rows_behave_as_the_manifest_says() {
         slowest.iter().rev().take(5).collect::<Vec<_>>()
     );
     println!("\npassed {passed}, failed {}", failures.len());
+    skipped.report();
     assert!(
         failures.is_empty(),
         "corpus failures:\n{}",
@@ -405,10 +368,9 @@ fn corpus_rows_behave_as_the_manifest_says() {
 
 #[test]
 fn orientation_jpegs_come_out_upright() {
-    let dir = corpus_dir().join("orientation");
     let mut failures = Vec::new();
     for base in ["Landscape", "Portrait"] {
-        let reference = match md_variant(&dir.join(format!("{base}_1.jpg"))) {
+        let reference = match md_variant(&format!("orientation/{base}_1.jpg")) {
             Ok(img) => img,
             Err(err) => {
                 failures.push(format!("{base}_1: {err}"));
@@ -422,7 +384,7 @@ fn orientation_jpegs_come_out_upright() {
         }
         for n in 0..=8 {
             let name = format!("{base}_{n}.jpg");
-            match md_variant(&dir.join(&name)) {
+            match md_variant(&format!("orientation/{name}")) {
                 Ok(img) if img.dimensions() != reference.dimensions() => failures.push(format!(
                     "{name}: {:?}, expected {:?}",
                     img.dimensions(),
@@ -446,18 +408,61 @@ fn orientation_jpegs_come_out_upright() {
     );
 }
 
+/// The corpus README: the 40,000-frame GIF may be read for its first frame only or refused by a
+/// frame cap, and must not take more than a second or two.
 #[test]
 fn forty_thousand_frame_gif_is_quick() {
-    let bytes =
-        std::fs::read(corpus_dir().join("invalid/bomb_gif_40000_frames.gif")).unwrap_or_default();
+    use image::AnimationDecoder;
+    let bytes = corpus_bytes("invalid/bomb_gif_40000_frames.gif");
     let started = Instant::now();
     let result = pipeline::process(&bytes, &gallery(), &LIMITS);
-    assert!(!matches!(result, Err(PipelineError::Panicked(_))));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
+    let elapsed = started.elapsed();
+    println!("processed in {elapsed:?}");
+    match &result {
+        Ok(processed) => assert_eq!((processed.width, processed.height), (1, 1)),
+        Err(PipelineError::TooManyFrames { frames, .. }) => assert_eq!(*frames, 40_000),
+        Err(err) => panic!("neither its first frame nor refused by a frame cap: {err}"),
+    }
+    // Only the first frame is decoded: with every later frame's LZW data made undecodable, the
+    // decode gives the same pixels. A decoder that went on to frame 2 would fail on it.
+    let first_frame_only = undecodable_after_first_frame(&bytes);
+    // The check has teeth: reading the animation on to its second frame fails.
+    let two_frames = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(&first_frame_only))
+        .unwrap()
+        .into_frames()
+        .take(2)
+        .collect::<Result<Vec<_>, _>>();
+    assert!(two_frames.is_err(), "frame 2 still decodes");
+    assert_eq!(
+        pipeline::prepare(&first_frame_only, &LIMITS).unwrap().image,
+        pipeline::prepare(&bytes, &LIMITS).unwrap().image
     );
+    // Time is this file's contract; the bound is generous (5× the README's "a second or two")
+    // so that a loaded machine running an unoptimised build does not fail it.
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
+
+/// `gif` with the LZW minimum code size of every frame after the first set to 0xFF, which no
+/// decoder accepts; the block structure (and so the completeness check) is unchanged.
+fn undecodable_after_first_frame(gif: &[u8]) -> Vec<u8> {
+    let layout = container::gif(gif, false).unwrap();
+    let mut out = gif.to_vec();
+    let later_frames = layout
+        .blocks
+        .iter()
+        .filter(|b| b.kind == container::GifBlockKind::Image)
+        .skip(1);
+    for block in later_frames {
+        // Descriptor (10 bytes), local colour table, then the minimum code size.
+        let packed = gif[block.range.start + 9];
+        let colour_table = if packed & 0x80 == 0 {
+            0
+        } else {
+            3 << ((packed & 7) + 1)
+        };
+        out[block.range.start + 10 + colour_table] = 0xFF;
+    }
+    out
 }
 
 /// Mean RGB of an image (alpha ignored), as Pillow's `ImageStat.Stat(img.convert("RGB")).mean`.
@@ -488,7 +493,7 @@ fn icc_and_cmyk_files_come_out_in_srgb() {
     ];
     let mut failures = Vec::new();
     for (path, want, tolerance) in cases {
-        match md_variant(&corpus_dir().join(path)) {
+        match md_variant(path) {
             Ok(img) => {
                 let got = mean_rgb(&img);
                 println!("{path}: mean {got:.1?}, lcms {want:?}");
@@ -514,6 +519,7 @@ fn icc_and_cmyk_files_come_out_in_srgb() {
 
 #[test]
 fn hdr_and_deep_inputs_give_sensible_sdr() {
+    let mut skipped = Skipped::new("hdr_and_deep_inputs_give_sensible_sdr");
     let mut failures = Vec::new();
     for path in [
         "valid/avif_hdr_rec2020_pq_10bit.avif",
@@ -523,7 +529,10 @@ fn hdr_and_deep_inputs_give_sensible_sdr() {
         "valid/png_16bit_photo_weld.png",
         "valid/tiff_16bit_rgb.tiff",
     ] {
-        match md_variant(&corpus_dir().join(path)) {
+        if skipped.without_libheif(&manifest_row(path)) {
+            continue;
+        }
+        match md_variant(path) {
             Ok(img) => {
                 let mean = mean_rgb(&img);
                 let luma = 0.2126 * mean[0] + 0.7152 * mean[1] + 0.0722 * mean[2];
@@ -535,6 +544,7 @@ fn hdr_and_deep_inputs_give_sensible_sdr() {
             Err(err) => failures.push(format!("{path}: {err}")),
         }
     }
+    skipped.report();
     assert!(
         failures.is_empty(),
         "deep-colour failures:\n{}",
@@ -546,10 +556,8 @@ fn hdr_and_deep_inputs_give_sensible_sdr() {
 fn orientation_in_every_container_is_upright() {
     // The crafted files are Landscape_1 at 600x400, stored rotated/flipped with EXIF (PNG, WebP,
     // TIFF) or irot (HEIC).
-    let reference = match md_variant(&corpus_dir().join("orientation/Landscape_1.jpg")) {
-        Ok(img) => img,
-        Err(err) => panic!("reference: {err}"),
-    };
+    let reference = md_variant("orientation/Landscape_1.jpg").unwrap();
+    let mut skipped = Skipped::new("orientation_in_every_container_is_upright");
     let mut failures = Vec::new();
     for name in [
         "png_exif_orientation_6.png",
@@ -557,7 +565,11 @@ fn orientation_in_every_container_is_upright() {
         "tiff_orientation_3.tiff",
         "heic_orientation_6_irot.heic",
     ] {
-        match md_variant(&corpus_dir().join("orientation").join(name)) {
+        let path = format!("orientation/{name}");
+        if skipped.without_libheif(&manifest_row(&path)) {
+            continue;
+        }
+        match md_variant(&path) {
             Ok(img) if img.dimensions() != (600, 400) => {
                 failures.push(format!("{name}: {:?}", img.dimensions()))
             }
@@ -575,6 +587,7 @@ fn orientation_in_every_container_is_upright() {
     // libheif applies irot/imir: with them ignored, the AVIF/HEIC irot files would have their
     // stored (unrotated) size; the manifest's displayed sizes are checked in the corpus test, and
     // here the pixels of the HEIC irot=3 file are compared with the upright reference above.
+    skipped.report();
     assert!(
         failures.is_empty(),
         "orientation failures:\n{}",
@@ -582,25 +595,31 @@ fn orientation_in_every_container_is_upright() {
     );
 }
 
+/// Bombs are refused from their header, before a pixel is decoded: the refusal names the size
+/// the header claims (the manifest's stored size), which no decoder could have allocated.
+/// Speed follows from that (BENCHMARKS.md times sniff + probe); it is not asserted here.
 #[test]
 fn bombs_are_refused_by_probe_quickly() {
+    let bombs: Vec<ManifestRow> = manifest()
+        .into_iter()
+        .filter(|r| r.expected() == "reject:too-many-pixels")
+        .collect();
+    assert!(!bombs.is_empty(), "no too-many-pixels rows in the manifest");
     let mut failures = Vec::new();
-    for row in manifest()
-        .iter()
-        .filter(|r| r.get("expected") == "reject:too-many-pixels")
-    {
-        let path = row.get("path");
-        let bytes = std::fs::read(corpus_dir().join(path)).unwrap_or_default();
-        let started = Instant::now();
-        let result = pipeline::probe(&bytes, &LIMITS);
-        let elapsed = started.elapsed();
+    for row in &bombs {
+        let path = row.path();
+        let result = pipeline::probe(&row.bytes(), &LIMITS);
         println!(
-            "{path}: {elapsed:?} {:?}",
+            "{path}: {:?}",
             result.as_ref().err().map(ToString::to_string)
         );
-        if !matches!(result, Err(PipelineError::TooManyPixels { .. })) || elapsed.as_millis() > 100
-        {
-            failures.push(format!("{path}: {result:?} in {elapsed:?}"));
+        let claimed = row.number("stored_width").zip(row.number("stored_height"));
+        match result {
+            Err(PipelineError::TooManyPixels { width, height, .. })
+                if Some((width, height)) == claimed => {}
+            other => failures.push(format!(
+                "{path}: {other:?}, expected TooManyPixels at the header's {claimed:?}"
+            )),
         }
     }
     assert!(
@@ -667,19 +686,19 @@ const MIN_MEAN_SSIM: f64 = 0.962;
 
 #[test]
 fn variants_match_a_careful_lanczos_reference() {
-    let dir = corpus_dir().join("photos");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    paths.sort();
-    assert!(!paths.is_empty(), "no photos in {}", dir.display());
+    let photos: Vec<ManifestRow> = manifest()
+        .into_iter()
+        .filter(|row| row.path().starts_with("photos/"))
+        .collect();
+    assert!(!photos.is_empty(), "no photos/ rows in the manifest");
+    let mut skipped = Skipped::new("variants_match_a_careful_lanczos_reference");
     let (mut failures, mut all) = (Vec::new(), Vec::new());
-    for path in &paths {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = std::fs::read(path).unwrap_or_default();
+    for row in &photos {
+        if skipped.without_libheif(row) {
+            continue;
+        }
+        let name = row.path().trim_start_matches("photos/");
+        let bytes = row.bytes();
         let result = pipeline::probe(&bytes, &LIMITS).and_then(|probe| {
             let decoded = decode::first_frame(&bytes, probe.format, &LIMITS)?;
             let oriented = orient::apply(decoded.image, decoded.orientation);
@@ -721,6 +740,7 @@ fn variants_match_a_careful_lanczos_reference() {
     if overall < MIN_MEAN_SSIM {
         failures.push(format!("overall mean SSIM {overall:.4} < {MIN_MEAN_SSIM}"));
     }
+    skipped.report();
     assert!(
         failures.is_empty(),
         "quality failures:\n{}",

@@ -20,6 +20,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use ximagepipeline::{Config, ImagePipeline, JobId, JobStatus};
 
 use crate::backends::{PgSchema, S3Bucket};
+use crate::common::corpus;
 
 /// How long a job may take from upload to its end (debug builds on a busy machine are slow).
 const JOB_DEADLINE: Duration = Duration::from_secs(120);
@@ -167,7 +168,8 @@ impl Drop for Env {
         };
         for path in entries.map(|e| e.unwrap().path()) {
             if path.extension().is_some_and(|e| e == "log") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| format!("(cannot read the log: {e})"));
                 eprintln!("===== {} =====\n{text}", path.display());
             }
         }
@@ -280,7 +282,9 @@ impl Server {
         let start = Instant::now();
         loop {
             let body = self.status(job).await;
-            let status = body["status"].as_str().unwrap_or_default();
+            let status = body["status"]
+                .as_str()
+                .unwrap_or_else(|| panic!("job {job}: a status answer without a status: {body}"));
             if done(status) {
                 return body;
             }
@@ -313,10 +317,6 @@ impl Server {
 // ---------------------------------------------------------------------------------------------
 // Corpus
 // ---------------------------------------------------------------------------------------------
-
-fn corpus(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")).join(path)
-}
 
 /// The largest JPEG among the corpus photos: the job that takes longest, to be caught mid-run.
 fn big_photo() -> PathBuf {

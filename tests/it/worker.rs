@@ -1,11 +1,16 @@
 //! Worker-side maintenance and the pool's wake-up: orphaned staging objects are swept, live
 //! ones kept; a queued job is picked up by an idle pool without waiting for a poll.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use image::RgbImage;
 use reqwest::StatusCode;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use ximagepipeline::MediaId;
+use ximagepipeline::moderation::{Assessment, ModerationError, Moderator};
 use ximagepipeline::queue::{Job, now_ms};
 
 use crate::common::{TestServer, png};
@@ -51,29 +56,57 @@ async fn staging_of_ended_jobs_is_swept_at_once() {
     assert_eq!(server.stored_keys().await, ["staging/still-arriving"]);
 }
 
+/// A moderator that approves every image and tells the test it was asked: a job mid-run.
+struct Witness(Arc<Notify>);
+
+#[async_trait]
+impl Moderator for Witness {
+    fn name(&self) -> &str {
+        "witness"
+    }
+
+    fn image_side(&self) -> u32 {
+        64
+    }
+
+    async fn assess(&self, _image: &RgbImage) -> Result<Assessment, ModerationError> {
+        self.0.notify_one();
+        Ok(Assessment::default())
+    }
+}
+
 #[tokio::test]
 async fn an_idle_pool_is_woken_by_a_new_job() {
-    // The safety-net poll is an hour: only the wake-up can make the job run in time.
-    let server = TestServer::start_with("[worker]\nidle_poll_secs = 3600\nconcurrency = 1").await;
+    // The safety-net poll is an hour: only the wake-up can make the job run in time, once the
+    // pool has gone idle. Limit: nothing tells the test when that is, so if the upload lands
+    // before the pool's first claim, that claim takes the job and the wake-up goes unused (a
+    // build without it passes then). The wake-up itself is `queue::insert_wakes_workers`.
+    // The configured moderation service is never called: the witness stands in for it.
+    let server = TestServer::start_with(
+        "[worker]\nidle_poll_secs = 3600\nconcurrency = 1\n\
+         [moderation]\nprovider = \"http\"\nsource_types = [\"avatar\"]\n\
+         [moderation.http]\nurl = \"http://127.0.0.1:9/never-called\"\n",
+    )
+    .await;
+    let running = Arc::new(Notify::new());
+    let workers = server
+        .pipeline
+        .clone()
+        .with_moderator(Arc::new(Witness(Arc::clone(&running))));
     let shutdown = CancellationToken::new();
-    let pool = server.pipeline.start_workers(shutdown.clone());
+    let pool = workers.start_workers(shutdown.clone());
     let (_, body) = server.upload(png(32, 32), "avatar", "u1").await;
-    let status_path = format!("/image-pipeline/status/{}", body["jobId"].as_str().unwrap());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, body) = server.get(&status_path).await;
-        if code == StatusCode::OK {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not picked up: {body}"
-        );
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The pool is running the job once the witness is asked; the deadline only turns a missed
+    // wake-up into a failure instead of an hour's wait.
+    tokio::time::timeout(Duration::from_secs(30), running.notified())
+        .await
+        .unwrap_or_else(|_| panic!("the idle pool did not pick up the job: {body}"));
+    // Stopping lets the job in hand finish; then its answer is final.
     shutdown.cancel();
     pool.join().await;
+    let (code, status) = server.status_of(&body).await;
+    assert_eq!(code, StatusCode::OK, "{status}");
+    assert_eq!(status["status"], "COMPLETE", "{status}");
 }
 
 /// Uploads an avatar, then plays a worker that claims the job and starts an attempt under a
@@ -122,12 +155,7 @@ async fn objects_of_a_crashed_attempt_are_removed_by_the_next_one() {
         1
     );
     assert_eq!(server.drain().await, 1);
-    let (code, status) = server
-        .get(&format!(
-            "/image-pipeline/status/{}",
-            body["jobId"].as_str().unwrap()
-        ))
-        .await;
+    let (code, status) = server.status_of(&body).await;
     assert_eq!(code, StatusCode::OK, "{status}");
     let media_id = status["media"]["id"].as_str().unwrap();
     let stored = server.stored_keys().await;
@@ -163,12 +191,7 @@ async fn a_job_failed_by_rescue_leaves_no_objects() {
     );
     server.admin.rescue_stale_claims().await;
 
-    let (code, status) = server
-        .get(&format!(
-            "/image-pipeline/status/{}",
-            body["jobId"].as_str().unwrap()
-        ))
-        .await;
+    let (code, status) = server.status_of(&body).await;
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{status}");
     assert_eq!(status["status"], "FAILED", "{status}");
     assert_eq!(
