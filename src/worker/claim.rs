@@ -3,8 +3,10 @@
 //! The heartbeat and the job share one `select!` (no extra task). Every outcome is written only
 //! while this worker still holds the claim; a worker that lost it removes what it stored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -12,7 +14,13 @@ use super::{Context, Failure, attempt, retry};
 use crate::queue::{Job, Millis, now_ms};
 
 /// Claims and runs jobs until `shutdown`; sleeps until woken, a retry is due, or the idle poll.
-pub async fn run(context: Context, worker: String, shutdown: CancellationToken) {
+/// `idle` counts the loops of the pool that are sleeping.
+pub async fn run(
+    context: Context,
+    worker: String,
+    shutdown: CancellationToken,
+    idle: Arc<watch::Sender<usize>>,
+) {
     let jobs = &context.jobs;
     let mut wake_ups = jobs.wake_ups();
     let idle_poll = context.settings.idle_poll;
@@ -31,11 +39,13 @@ pub async fn run(context: Context, worker: String, shutdown: CancellationToken) 
             _ => idle_poll,
         }
         .clamp(Duration::from_millis(10), idle_poll);
+        idle.send_modify(|n| *n += 1);
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => {}
             _ = wake_ups.changed() => {}
             () = tokio::time::sleep(wait) => {}
         }
+        idle.send_modify(|n| *n -= 1);
     }
 }
 

@@ -19,6 +19,7 @@ pub mod retry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +77,9 @@ pub struct WorkerPool {
     tasks: JoinSet<()>,
     shutdown: CancellationToken,
     timeout: std::time::Duration,
+    /// How many claim loops are waiting for work.
+    idle: watch::Receiver<usize>,
+    concurrency: usize,
 }
 
 impl WorkerPool {
@@ -84,9 +88,11 @@ impl WorkerPool {
         let settings = context.settings.clone();
         let process = format!("{}-{}", std::process::id(), &cuid2::create_id()[..8]);
         let mut tasks = JoinSet::new();
+        let idle = Arc::new(watch::Sender::new(0));
         for n in 0..settings.concurrency {
             let worker = format!("{process}-{n}");
-            tasks.spawn(claim::run(context.clone(), worker, shutdown.clone()));
+            let idle = Arc::clone(&idle);
+            tasks.spawn(claim::run(context.clone(), worker, shutdown.clone(), idle));
         }
         tasks.spawn(maintain(context, shutdown.clone()));
         tracing::info!(concurrency = settings.concurrency, "workers started");
@@ -94,7 +100,17 @@ impl WorkerPool {
             tasks,
             shutdown,
             timeout: settings.shutdown_timeout,
+            idle: idle.subscribe(),
+            concurrency: settings.concurrency,
         }
+    }
+
+    /// Resolves once every claim loop has found no due job and is waiting to be woken: from
+    /// then on only a wake-up (or the idle poll) starts work.
+    pub async fn until_idle(&self) {
+        let mut idle = self.idle.clone();
+        // The sender lives as long as the loops; if they are gone there is nothing to wait for.
+        let _ = idle.wait_for(|n| *n >= self.concurrency).await;
     }
 
     /// Asks the workers to stop taking jobs.

@@ -77,11 +77,9 @@ impl Moderator for Witness {
 
 #[tokio::test]
 async fn an_idle_pool_is_woken_by_a_new_job() {
-    // The safety-net poll is an hour: only the wake-up can make the job run in time, once the
-    // pool has gone idle. Limit: nothing tells the test when that is, so if the upload lands
-    // before the pool's first claim, that claim takes the job and the wake-up goes unused (a
-    // build without it passes then). The wake-up itself is `queue::insert_wakes_workers`.
-    // The configured moderation service is never called: the witness stands in for it.
+    // The safety-net poll is an hour and the pool is idle before the upload: only the wake-up
+    // can make the job run in time. The configured moderation service is never called: the
+    // witness stands in for it.
     let server = TestServer::start_with(
         "[worker]\nidle_poll_secs = 3600\nconcurrency = 1\n\
          [moderation]\nprovider = \"http\"\nsource_types = [\"avatar\"]\n\
@@ -95,6 +93,7 @@ async fn an_idle_pool_is_woken_by_a_new_job() {
         .with_moderator(Arc::new(Witness(Arc::clone(&running))));
     let shutdown = CancellationToken::new();
     let pool = workers.start_workers(shutdown.clone());
+    pool.until_idle().await;
     let (_, body) = server.upload(png(32, 32), "avatar", "u1").await;
     // The pool is running the job once the witness is asked; the deadline only turns a missed
     // wake-up into a failure instead of an hour's wait.
