@@ -10,6 +10,7 @@
 //! its claim changes nothing. Times are milliseconds since the Unix epoch and are passed in by
 //! the caller, so tests move the clock instead of sleeping.
 
+mod migrations;
 mod postgres;
 mod rows;
 mod sqlite;

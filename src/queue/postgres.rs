@@ -13,6 +13,7 @@ use sqlx::types::Json;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::{Job, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema};
 use crate::config::DatabaseConfig;
@@ -41,7 +42,7 @@ impl PgJobStore {
             .await?;
         prepare_schema(
             &pool,
-            &sqlx::migrate!("migrations/postgres"),
+            &migrations::postgres(),
             config.migrate_on_start,
         )
         .await?;

@@ -1,14 +1,15 @@
 //! Rows as both databases return them, and their conversion into [`Job`] and [`Media`].
 //!
 //! The column types are chosen to read alike in SQLite and PostgreSQL (`TEXT`, 64-bit integers,
-//! JSON), so one derive serves both stores.
+//! JSON), so one `FromRow` serves both stores. It is written out rather than derived so the build
+//! needs no sqlx proc-macro (see `migrations.rs`).
 
 use sqlx::types::Json;
+use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
 use super::{Job, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant};
 
 /// A `jobs` row.
-#[derive(sqlx::FromRow)]
 pub(super) struct JobRow {
     id: String,
     status: String,
@@ -30,6 +31,40 @@ pub(super) struct JobRow {
     run_at: i64,
     created_at: i64,
     updated_at: i64,
+}
+
+impl<'r, R> FromRow<'r, R> for JobRow
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(JobRow {
+            id: row.try_get("id")?,
+            status: row.try_get("status")?,
+            source_type: row.try_get("source_type")?,
+            source_id: row.try_get("source_id")?,
+            staging_key: row.try_get("staging_key")?,
+            original_filename: row.try_get("original_filename")?,
+            mime_type: row.try_get("mime_type")?,
+            file_size: row.try_get("file_size")?,
+            media_id: row.try_get("media_id")?,
+            attempt_media_id: row.try_get("attempt_media_id")?,
+            attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
+            error: row.try_get("error")?,
+            moderation_result: row.try_get("moderation_result")?,
+            moderation_details: row.try_get("moderation_details")?,
+            locked_by: row.try_get("locked_by")?,
+            locked_at: row.try_get("locked_at")?,
+            run_at: row.try_get("run_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 impl TryFrom<JobRow> for Job {
@@ -64,7 +99,6 @@ impl TryFrom<JobRow> for Job {
 }
 
 /// A `media` row.
-#[derive(sqlx::FromRow)]
 pub(super) struct MediaRow {
     id: String,
     job_id: String,
@@ -78,6 +112,32 @@ pub(super) struct MediaRow {
     blurhash: String,
     format: String,
     created_at: i64,
+}
+
+impl<'r, R> FromRow<'r, R> for MediaRow
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Json<Vec<(String, StoredVariant)>>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(MediaRow {
+            id: row.try_get("id")?,
+            job_id: row.try_get("job_id")?,
+            source_type: row.try_get("source_type")?,
+            source_id: row.try_get("source_id")?,
+            variants: row.try_get("variants")?,
+            original_key: row.try_get("original_key")?,
+            width: row.try_get("width")?,
+            height: row.try_get("height")?,
+            aspect_ratio: row.try_get("aspect_ratio")?,
+            blurhash: row.try_get("blurhash")?,
+            format: row.try_get("format")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
 }
 
 impl TryFrom<MediaRow> for Media {

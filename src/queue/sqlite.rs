@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 use tokio::sync::watch;
 
+use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::{Job, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema};
 use crate::config::DatabaseConfig;
@@ -44,7 +45,7 @@ impl SqliteJobStore {
             .await?;
         prepare_schema(
             &pool,
-            &sqlx::migrate!("migrations/sqlite"),
+            &migrations::sqlite(),
             config.migrate_on_start,
         )
         .await?;
