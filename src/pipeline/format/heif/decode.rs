@@ -4,7 +4,7 @@
 //! display orientation (checked on the corpus `orientation/` files); the EXIF orientation of
 //! HEIF files is ignored, as the HEIF specification asks. Image sequences (`avis`) and
 //! multi-image files give their primary item only, so no frame walk happens. The colour
-//! description (ICC, or nclx for wide-gamut/HDR) is converted to sRGB by `super::colour`.
+//! description (ICC, or nclx for wide-gamut/HDR) is converted to sRGB by `pipeline::colour`.
 //! Header facts for the limits come from the `meta` box reader beside this, without libheif.
 
 use image::{DynamicImage, ImageBuffer};
