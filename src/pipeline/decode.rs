@@ -2,9 +2,10 @@
 //!
 //! Animated GIF/WebP/APNG give their first frame only (the decoders stop there, so a
 //! 40,000-frame GIF costs one frame); multi-page TIFF its first page; HEIF/AVIF (through
-//! `super::heif`) their primary image, already upright. Structure is checked first with
-//! `super::container`, `super::isobmff` and `super::tiff`: a JPEG without EOI or a PNG without
-//! IEND is `Truncated`, because decoders fill missing data with grey instead of failing.
+//! `format::heif`, libheif) their primary image, already upright. Structure is checked first
+//! by the format's walker (`super::format`): a JPEG without EOI or a PNG without IEND is
+//! `Truncated`, because decoders fill missing data with grey instead of failing. What `image`
+//! cannot decode (fax and YCbCr TIFF pages, raw CMYK ink) the format modules decode.
 //! Colour goes to sRGB (`super::colour`) in the decoded bit depth; CMYK with an ICC profile is
 //! decoded to raw ink values for that. Output is normalised to 8-bit RGB or RGBA.
 
@@ -13,8 +14,8 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageReader};
 
-use super::container::{self, End};
-use super::{ImageFormat, Limits, PipelineError, colour, isobmff, tiff};
+use super::format::{Container, heif, jpeg, tiff};
+use super::{ImageFormat, Limits, PipelineError, colour};
 
 /// A decoded first frame and what is needed to display it right.
 #[derive(Debug)]
@@ -47,7 +48,7 @@ pub fn first_frame(
         ImageFormat::Tiff => image::ImageFormat::Tiff,
         ImageFormat::Avif | ImageFormat::Heic => {
             return Ok(Decoded {
-                image: normalise(decode_heif(bytes, format, limits)?),
+                image: normalise(heif::decode(bytes, format, limits)?),
                 orientation: Orientation::NoTransforms,
                 icc_profile: None,
             });
@@ -58,11 +59,11 @@ pub fn first_frame(
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     reader.limits(decoder_limits(limits));
     if format == ImageFormat::Tiff
-        && let Some(image) = tiff::fax3_page(bytes).and_then(|_| tiff_fax3(bytes, limits))
+        && let Some(image) = tiff::decode_fax3(bytes, limits)
     {
         return Ok(Decoded {
             image: normalise(image),
-            orientation: tiff_orientation(bytes),
+            orientation: tiff::tags(bytes).orientation,
             icc_profile: None,
         });
     }
@@ -70,17 +71,18 @@ pub fn first_frame(
         Ok(decoder) => decoder,
         // image cannot map YCbCr (JPEG-in-TIFF) pages; the tiff crate decodes them to RGB.
         Err(err) if format == ImageFormat::Tiff => {
-            let image = tiff_rgb(bytes, limits).ok_or_else(|| decode_error(err))?;
+            let image = tiff::decode_ycbcr(bytes, limits).ok_or_else(|| decode_error(err))?;
+            let tags = tiff::tags(bytes);
             return Ok(Decoded {
-                image: normalise(colour::to_srgb(image, tiff::icc(bytes).as_deref())),
-                orientation: tiff_orientation(bytes),
-                icc_profile: tiff::icc(bytes),
+                image: normalise(colour::to_srgb(image, tags.icc.as_deref())),
+                orientation: tags.orientation,
+                icc_profile: tags.icc,
             });
         }
         Err(err) => return Err(decode_error(err)),
     };
     let (width, height) = decoder.dimensions();
-    super::limits::check(width, height, limits)?;
+    limits.check(width, height)?;
     if width == 0 || height == 0 {
         return Err(PipelineError::Corrupt {
             format,
@@ -91,7 +93,7 @@ pub fn first_frame(
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     // image's TIFF decoder does not return the ICC tag; read it from IFD0.
     let icc_profile = match decoder.icc_profile().ok().flatten() {
-        None if format == ImageFormat::Tiff => tiff::icc(bytes),
+        None if format == ImageFormat::Tiff => tiff::tags(bytes).icc,
         icc => icc,
     };
     // image reports CMYK JPEGs as RGB (zune-jpeg converts them); their profile says CMYK.
@@ -123,133 +125,14 @@ pub fn first_frame(
     })
 }
 
-/// Decodes a YCbCr (JPEG-compressed) TIFF page with the tiff crate, which returns RGB.
-fn tiff_rgb(bytes: &[u8], limits: &Limits) -> Option<DynamicImage> {
-    let mut decoder = ::tiff::decoder::Decoder::new(Cursor::new(bytes)).ok()?;
-    let (width, height) = decoder.dimensions().ok()?;
-    super::limits::check(width, height, limits).ok()?;
-    if decoder.colortype().ok()? != ::tiff::ColorType::YCbCr(8) {
-        return None;
-    }
-    match decoder.read_image().ok()? {
-        ::tiff::decoder::DecodingResult::U8(rgb) => {
-            image::RgbImage::from_raw(width, height, rgb).map(DynamicImage::ImageRgb8)
-        }
-        _ => None,
-    }
-}
-
-/// Decodes a 1-D CCITT Group 3 TIFF page (`valid/tiff_multipage_g3.tif`) with the fax crate.
-fn tiff_fax3(bytes: &[u8], limits: &Limits) -> Option<DynamicImage> {
-    let page = tiff::fax3_page(bytes)?;
-    let (width, height) = page.size;
-    super::limits::check(width, height, limits).ok()?;
-    if page.two_dimensional {
-        return None;
-    }
-    let line_width = u16::try_from(width).ok()?;
-    let data = page
-        .strips
-        .iter()
-        .flat_map(|range| bytes[range.clone()].iter().copied())
-        .map(|b| {
-            if page.reversed_bits {
-                b.reverse_bits()
-            } else {
-                b
-            }
-        });
-    let mut out = image::GrayImage::new(width, height);
-    let mut rows = out.rows_mut();
-    fax::decoder::decode_g3(data, |transitions| {
-        if let Some(row) = rows.next() {
-            for (pixel, colour) in row.zip(fax::decoder::pels(transitions, line_width)) {
-                pixel.0[0] = if colour == fax::Color::White { 255 } else { 0 };
-            }
-        }
-    });
-    // Rows the data did not reach stay black: a short page is better shown than refused.
-    Some(DynamicImage::ImageLuma8(out))
-}
-
-/// The Orientation tag of a TIFF's first page, read by image's decoder when it can open it.
-fn tiff_orientation(bytes: &[u8]) -> Orientation {
-    ::tiff::decoder::Decoder::new(Cursor::new(bytes))
-        .ok()
-        .and_then(|mut d| {
-            d.find_tag(::tiff::tags::Tag::Orientation)
-                .ok()
-                .flatten()
-                .and_then(|v| v.into_u16().ok())
-        })
-        .and_then(|v| Orientation::from_exif(v as u8))
-        .unwrap_or(Orientation::NoTransforms)
-}
-
 /// Decodes CMYK JPEG/TIFF to raw 8-bit ink values (0 = no ink), for an ICC conversion.
 ///
 /// Adobe JPEGs store inverted CMYK (255 = no ink) and are flipped back here. `None` when the
 /// raw decode fails or is not 8-bit CMYK; the caller then falls back to the naive conversion.
 fn raw_cmyk(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32, Vec<u8>)> {
     match format {
-        ImageFormat::Jpeg => {
-            use zune_core::bytestream::ZCursor;
-            use zune_core::colorspace::ColorSpace;
-            use zune_core::options::DecoderOptions;
-            let mut probe = zune_jpeg::JpegDecoder::new(ZCursor::new(bytes));
-            probe.decode_headers().ok()?;
-            // zune-jpeg cannot map YCCK to CMYK: take YCCK as stored and convert here.
-            let stored = probe.input_colorspace()?;
-            if !matches!(stored, ColorSpace::CMYK | ColorSpace::YCCK) {
-                return None;
-            }
-            let options = DecoderOptions::default().jpeg_set_out_colorspace(stored);
-            let mut decoder =
-                zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-            let mut ink = decoder.decode().ok()?;
-            let (width, height) = decoder.dimensions()?;
-            if decoder.output_colorspace()? != stored {
-                return None;
-            }
-            if stored == ColorSpace::YCCK {
-                // As libjpeg: CMY = 255 − RGB(YCbCr), K unchanged.
-                for pixel in ink.chunks_exact_mut(4) {
-                    let (y, cb, cr) = (
-                        f32::from(pixel[0]),
-                        f32::from(pixel[1]) - 128.0,
-                        f32::from(pixel[2]) - 128.0,
-                    );
-                    let rgb = [
-                        y + 1.402 * cr,
-                        y - 0.344_136 * cb - 0.714_136 * cr,
-                        y + 1.772 * cb,
-                    ];
-                    for (sample, value) in pixel.iter_mut().zip(rgb) {
-                        *sample = 255 - value.round().clamp(0.0, 255.0) as u8;
-                    }
-                }
-            }
-            let adobe = container::jpeg(bytes, false)
-                .ok()?
-                .segments
-                .iter()
-                .any(|s| s.marker == 0xEE && s.payload(bytes).starts_with(b"Adobe"));
-            if adobe {
-                ink.iter_mut().for_each(|v| *v = 255 - *v);
-            }
-            Some((width as u32, height as u32, ink))
-        }
-        ImageFormat::Tiff => {
-            let mut decoder = ::tiff::decoder::Decoder::new(Cursor::new(bytes)).ok()?;
-            if decoder.colortype().ok()? != ::tiff::ColorType::CMYK(8) {
-                return None;
-            }
-            let (width, height) = decoder.dimensions().ok()?;
-            match decoder.read_image().ok()? {
-                ::tiff::decoder::DecodingResult::U8(ink) => Some((width, height, ink)),
-                _ => None,
-            }
-        }
+        ImageFormat::Jpeg => jpeg::cmyk_ink(bytes),
+        ImageFormat::Tiff => tiff::cmyk_ink(bytes),
         _ => None,
     }
 }
@@ -269,53 +152,7 @@ fn decoder_limits(limits: &Limits) -> image::Limits {
 /// # Errors
 /// `Truncated` or `Corrupt`.
 pub fn check_complete(bytes: &[u8], format: ImageFormat) -> Result<(), PipelineError> {
-    let corrupt = |reason: &str| PipelineError::Corrupt {
-        format,
-        reason: reason.to_owned(),
-    };
-    let truncated = PipelineError::Truncated { format };
-    match format {
-        ImageFormat::Jpeg => {
-            if container::jpeg(bytes, false).map_err(corrupt)?.end == End::Missing {
-                return Err(truncated);
-            }
-        }
-        ImageFormat::Png => {
-            let layout = container::png(bytes, false).map_err(corrupt)?;
-            if layout.end == End::Missing {
-                return Err(truncated);
-            }
-            if !layout.chunks.iter().any(|chunk| &chunk.kind == b"IDAT") {
-                return Err(corrupt("no image data (IDAT chunk)"));
-            }
-        }
-        ImageFormat::Gif => {
-            let layout = container::gif(bytes, false).map_err(corrupt)?;
-            if layout.first_frame.is_none() && layout.end != End::Missing {
-                return Err(corrupt("no image in the file"));
-            }
-            if !layout.first_frame_complete {
-                return Err(truncated);
-            }
-        }
-        ImageFormat::Webp => {
-            if container::webp(bytes).map_err(corrupt)?.riff_end > bytes.len() {
-                return Err(truncated);
-            }
-        }
-        ImageFormat::Avif | ImageFormat::Heic => {
-            if !isobmff::layout(bytes).map_err(corrupt)?.complete {
-                return Err(truncated);
-            }
-        }
-        ImageFormat::Tiff => match tiff::header(bytes) {
-            Ok(header) if header.complete => {}
-            Ok(_) => return Err(truncated),
-            Err(reason) if reason.starts_with("the file ends") => return Err(truncated),
-            Err(reason) => return Err(corrupt(reason)),
-        },
-    }
-    Ok(())
+    Container::of(format).check_complete(bytes)
 }
 
 /// Converts to 8-bit RGB, or RGBA when the alpha channel is actually used.
@@ -337,36 +174,10 @@ pub fn normalise(image: DynamicImage) -> DynamicImage {
     }
 }
 
-/// HEIF and AVIF go through libheif, which this build links only with the `heif` feature.
-#[cfg(feature = "heif")]
-fn decode_heif(
-    bytes: &[u8],
-    format: ImageFormat,
-    limits: &Limits,
-) -> Result<image::DynamicImage, PipelineError> {
-    super::heif::decode(bytes, format, limits)
-}
-
-/// Without the `heif` feature, HEIF and AVIF are refused in words.
-#[cfg(not(feature = "heif"))]
-fn decode_heif(
-    _bytes: &[u8],
-    format: ImageFormat,
-    _limits: &Limits,
-) -> Result<image::DynamicImage, PipelineError> {
-    Err(PipelineError::UnsupportedFeature {
-        format,
-        feature: match format {
-            ImageFormat::Avif => "AVIF in this build (it needs the `heif` feature)",
-            _ => "HEIF in this build (it needs the `heif` feature)",
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::container::tests::jpeg_skeleton;
+    use crate::pipeline::format::jpeg::tests::skeleton as jpeg_skeleton;
 
     const LIMITS: Limits = Limits {
         max_pixels: 100_000_000,

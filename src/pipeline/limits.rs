@@ -1,11 +1,12 @@
 //! Header dimensions and the pixel limits, checked before any pixel is decoded.
 //!
-//! Sizes come from the container walkers (`super::container`), which read only headers, so a
-//! 4-gigapixel bomb of a few bytes is refused in microseconds, and a prefix of the file is
-//! enough. HEIF/AVIF sizes are the primary item's `ispe` (from `super::isobmff`), TIFF's the
-//! first IFD's (from `super::tiff`).
+//! Sizes come from the format's header walker (`super::format`), which reads only headers, so
+//! a 4-gigapixel bomb of a few bytes is refused in microseconds, and a prefix of the file is
+//! enough. Some formats report a second size the decoder allocates (a GIF's first frame, a
+//! HEIF's coded size before its crop); it must fit the limits too.
 
-use super::{ImageFormat, Limits, PipelineError, container, isobmff, tiff};
+use super::format::Container;
+use super::{ImageFormat, Limits, PipelineError};
 
 /// Reads the stored width and height from the header and checks them against `limits`.
 ///
@@ -13,77 +14,25 @@ use super::{ImageFormat, Limits, PipelineError, container, isobmff, tiff};
 ///
 /// # Errors
 /// `Corrupt` when the header is malformed, `Truncated` when the bytes end before the size,
-/// `TooManyPixels` when over a limit.
+/// `UnsupportedFeature` for codings no decoder here reads, `TooManyPixels` when over a limit.
 pub fn check_header(
     bytes: &[u8],
     format: ImageFormat,
     limits: &Limits,
 ) -> Result<(u32, u32), PipelineError> {
-    let corrupt = |reason: &str| PipelineError::Corrupt {
-        format,
-        reason: reason.to_owned(),
-    };
-    let (width, height) = match format {
-        ImageFormat::Jpeg => {
-            let layout = container::jpeg(bytes, true).map_err(corrupt)?;
-            if let Some(feature) = layout.frame_marker.and_then(unsupported_jpeg_coding) {
-                return Err(PipelineError::UnsupportedFeature { format, feature });
-            }
-            layout.size.ok_or(PipelineError::Truncated { format })?
-        }
-        ImageFormat::Png => container::png(bytes, true).map_err(corrupt)?.size,
-        ImageFormat::Webp => container::webp(bytes).map_err(corrupt)?.size,
-        ImageFormat::Gif => {
-            let layout = container::gif(bytes, true).map_err(corrupt)?;
-            if let Some((left, top, width, height)) = layout.first_frame {
-                check(
-                    left.saturating_add(width),
-                    top.saturating_add(height),
-                    limits,
-                )?;
-            }
-            layout.screen
-        }
-        ImageFormat::Avif | ImageFormat::Heic => match isobmff::layout(bytes) {
-            Ok(layout) => {
-                // The coded size (ispe) is what a decoder allocates; report the cropped one.
-                let (width, height) = layout
-                    .size
-                    .ok_or_else(|| corrupt("the primary image has no size (ispe) property"))?;
-                check(width, height, limits)?;
-                layout.image_size().unwrap_or((width, height))
-            }
-            Err(reason) if reason.starts_with("file ends") => {
-                return Err(PipelineError::Truncated { format });
-            }
-            Err(reason) => return Err(corrupt(reason)),
-        },
-        ImageFormat::Tiff => match tiff::header(bytes) {
-            Ok(header) => header.size,
-            Err(reason) if reason.starts_with("the file ends") => {
-                return Err(PipelineError::Truncated { format });
-            }
-            Err(reason) => return Err(corrupt(reason)),
-        },
-    };
+    let header = Container::of(format).header(bytes)?;
+    if let Some((width, height)) = header.also_allocated {
+        check(width, height, limits)?;
+    }
+    let (width, height) = header.size;
     if width == 0 || height == 0 {
-        return Err(corrupt(&format!(
-            "the header declares a {width}×{height} image"
-        )));
+        return Err(PipelineError::Corrupt {
+            format,
+            reason: format!("the header declares a {width}×{height} image"),
+        });
     }
     check(width, height, limits)?;
     Ok((width, height))
-}
-
-/// The JPEG codings the decoder cannot read (it reads baseline, extended and progressive
-/// Huffman), named for messages; browsers cannot show them either.
-fn unsupported_jpeg_coding(frame_marker: u8) -> Option<&'static str> {
-    match frame_marker {
-        0xC0..=0xC2 => None,
-        0xC3 | 0xC7 | 0xCB | 0xCF => Some("lossless JPEG"),
-        0xC9..=0xCA | 0xCD..=0xCE => Some("arithmetic-coded JPEG"),
-        _ => Some("hierarchical JPEG"),
-    }
 }
 
 /// Checks a declared size against the limits.
@@ -91,21 +40,13 @@ fn unsupported_jpeg_coding(frame_marker: u8) -> Option<&'static str> {
 /// # Errors
 /// `TooManyPixels` when a side is over `max_side` or the area over `max_pixels`.
 pub fn check(width: u32, height: u32, limits: &Limits) -> Result<(), PipelineError> {
-    let pixels = u64::from(width) * u64::from(height);
-    if width > limits.max_side || height > limits.max_side || pixels > limits.max_pixels {
-        return Err(PipelineError::TooManyPixels {
-            width,
-            height,
-            limits: *limits,
-        });
-    }
-    Ok(())
+    limits.check(width, height)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::container::tests::jpeg_skeleton;
+    use crate::pipeline::format::jpeg::tests::skeleton as jpeg_skeleton;
 
     const LIMITS: Limits = Limits {
         max_pixels: 100_000_000,

@@ -5,29 +5,26 @@
 //! -> orient::apply -> resize::all (largest first, never enlarge) -> encode::webp_all
 //! -> blurhash::of -> strip::metadata
 //!
-//! `container` (JPEG markers, PNG chunks, GIF blocks, RIFF), `isobmff` (HEIF/AVIF boxes) and
-//! `tiff` (IFDs) are the byte-level walkers that `limits`, `decode` and `strip` share; none of
-//! them decodes a pixel. `heif` wraps libheif; `gif_lzw` re-codes GIF frames for `strip`.
+//! Formats are the second axis: `format` holds one module per container (jpeg, png, gif,
+//! webp, tiff, heif) with the byte-level truth the steps ask for (header facts, completeness,
+//! metadata stripping, the decodes `image` cannot do). `format::Container` picks a format's
+//! walkers once; no step walks bytes itself.
 //!
 //! This module knows nothing of HTTP, queues or storage. It is synchronous and CPU-bound:
-//! callers run it on a blocking thread. Decoder panics are caught here and become
+//! callers run it on a blocking thread. Panics (a decoder or walker meeting hostile input) are
+//! caught in every public entry point (`probe`, `prepare`, `finish`) and become
 //! `PipelineError::Panicked`.
 
 pub mod blurhash;
 pub mod colour;
-pub mod container;
 pub mod decode;
 pub mod encode;
-pub mod gif_lzw;
-#[cfg(feature = "heif")]
-pub mod heif;
-pub mod isobmff;
+pub mod format;
 pub mod limits;
 pub mod orient;
 pub mod resize;
 pub mod sniff;
 pub mod strip;
-pub mod tiff;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -141,6 +138,24 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Longest side an image may declare, in pixels.
     pub max_side: u32,
+}
+
+impl Limits {
+    /// Checks a declared size against the limits.
+    ///
+    /// # Errors
+    /// `TooManyPixels` when a side is over `max_side` or the area over `max_pixels`.
+    pub fn check(&self, width: u32, height: u32) -> Result<(), PipelineError> {
+        let pixels = u64::from(width) * u64::from(height);
+        if width > self.max_side || height > self.max_side || pixels > self.max_pixels {
+            return Err(PipelineError::TooManyPixels {
+                width,
+                height,
+                limits: *self,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What the header says.
@@ -331,14 +346,17 @@ impl PipelineError {
 ///
 /// # Errors
 /// `Empty`, `NotAnImage`, `UnsupportedFormat` (SVG, BMP, JPEG 2000, ...), `Corrupt`/`Truncated`
-/// when the header is unreadable, `TooManyPixels`.
+/// when the header is unreadable, `UnsupportedFeature`, `TooManyPixels`, `Panicked`.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
-    let format = sniff::image_format(bytes)?;
-    let (width, height) = limits::check_header(bytes, format, limits)?;
-    Ok(Probe {
-        format,
-        width,
-        height,
+    // It runs on untrusted bytes in the request path: a walker's panic is a refusal too.
+    guarded(|| {
+        let format = sniff::image_format(bytes)?;
+        let (width, height) = limits::check_header(bytes, format, limits)?;
+        Ok(Probe {
+            format,
+            width,
+            height,
+        })
     })
 }
 

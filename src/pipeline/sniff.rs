@@ -1,10 +1,10 @@
 //! Identifies what a file is from its first bytes, never from its name or declared type.
 //!
-//! Binary signatures come from the `infer` crate, except ISO-BMFF (`ftyp`) files whose brands
-//! are read here to tell AVIF from HEIC/HEIF. Text is classified too (SVG, HTML, XML, plain
+//! Binary signatures come from the `infer` crate, except ISO-BMFF (`ftyp`) files, whose brands
+//! `format::heif` reads to tell AVIF from HEIC/HEIF. Text is classified too (SVG, HTML, XML, plain
 //! text) so that refusals can say what was uploaded. Limits and decoding are left to others.
 
-use super::{ImageFormat, PipelineError};
+use super::{ImageFormat, PipelineError, format};
 
 /// What the bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ const TEXT_WINDOW: usize = 4096;
 
 /// Sniffs the bytes; an empty input is `Other("application/octet-stream")`.
 pub fn detect(bytes: &[u8]) -> Sniffed {
-    if let Some(format) = iso_bmff(bytes) {
+    if let Some(format) = format::heif::brand(bytes) {
         return Sniffed::Image(format);
     }
     if let Some(kind) = infer::get(bytes) {
@@ -104,36 +104,6 @@ pub fn describe(mime: &str) -> String {
         }
     };
     known.to_owned()
-}
-
-/// Reads the `ftyp` box of an ISO-BMFF file: AVIF or HEIC/HEIF by major then compatible brand.
-fn iso_bmff(bytes: &[u8]) -> Option<ImageFormat> {
-    if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {
-        return None;
-    }
-    let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-    let end = size.clamp(16, bytes.len().min(4096));
-    let major = &bytes[8..12];
-    // Compatible brands follow the 4-byte minor version.
-    let compatible = bytes[16..end].chunks_exact(4);
-    let classify = |brand: &[u8]| match brand {
-        b"avif" | b"avis" => Some(ImageFormat::Avif),
-        b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" | b"hevm" | b"hevs" => {
-            Some(ImageFormat::Heic)
-        }
-        _ => None,
-    };
-    if let Some(format) = classify(major) {
-        return Some(format);
-    }
-    let mut generic_heif = matches!(major, b"mif1" | b"msf1" | b"mif2");
-    for brand in compatible {
-        if let Some(format) = classify(brand) {
-            return Some(format);
-        }
-        generic_heif |= matches!(brand, b"mif1" | b"msf1" | b"mif2");
-    }
-    generic_heif.then_some(ImageFormat::Heic)
 }
 
 /// Classifies text: SVG, HTML, XML, plain text, or unknown binary.

@@ -13,11 +13,9 @@
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GenericImageView};
-#[cfg(feature = "heif")]
-use ximagepipeline::pipeline::heif;
+use ximagepipeline::pipeline::format::{gif, heif};
 use ximagepipeline::pipeline::{
-    self, Fit, ImageFormat, Limits, OutputSpec, PipelineError, VariantSpec, container, decode,
-    isobmff, orient,
+    self, Fit, ImageFormat, Limits, OutputSpec, PipelineError, VariantSpec, decode, orient,
 };
 
 use crate::common::{ManifestRow, Skipped, corpus_bytes, manifest, manifest_row};
@@ -74,7 +72,7 @@ fn webp_chunks(webp: &[u8]) -> Vec<[u8; 4]> {
 fn exif_of(original: &[u8], format: ImageFormat) -> Result<Vec<Vec<u8>>, String> {
     use image::ImageDecoder;
     match (format, image_format(format)) {
-        (ImageFormat::Avif | ImageFormat::Heic, _) => isobmff::layout(original)
+        (ImageFormat::Avif | ImageFormat::Heic, _) => heif::layout(original)
             .map(|l| l.exif.into_iter().map(|r| original[r].to_vec()).collect())
             .map_err(|e| format!("the original's boxes do not read: {e}")),
         (ImageFormat::Tiff, _) => Ok(Vec::new()),
@@ -442,24 +440,19 @@ fn forty_thousand_frame_gif_is_quick() {
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
 }
 
-/// `gif` with the LZW minimum code size of every frame after the first set to 0xFF, which no
+/// `bytes` (a GIF) with the LZW minimum code size of every frame after the first set to 0xFF, which no
 /// decoder accepts; the block structure (and so the completeness check) is unchanged.
-fn undecodable_after_first_frame(gif: &[u8]) -> Vec<u8> {
-    let layout = container::gif(gif, false).unwrap();
-    let mut out = gif.to_vec();
+fn undecodable_after_first_frame(bytes: &[u8]) -> Vec<u8> {
+    let layout = gif::walk(bytes, false).unwrap();
+    let mut out = bytes.to_vec();
     let later_frames = layout
         .blocks
         .iter()
-        .filter(|b| b.kind == container::GifBlockKind::Image)
+        .filter(|b| b.kind == gif::BlockKind::Image)
         .skip(1);
     for block in later_frames {
         // Descriptor (10 bytes), local colour table, then the minimum code size.
-        let packed = gif[block.range.start + 9];
-        let colour_table = if packed & 0x80 == 0 {
-            0
-        } else {
-            3 << ((packed & 7) + 1)
-        };
+        let colour_table = gif::colour_table_len(bytes[block.range.start + 9]);
         out[block.range.start + 10 + colour_table] = 0xFF;
     }
     out

@@ -1,19 +1,28 @@
-//! A reader for the ISO-BMFF boxes of HEIF/AVIF files: the primary item's stored size, its
-//! rotation and mirroring, and where the metadata items (EXIF, XMP) lie in the file.
+//! HEIF/HEIC and AVIF: the brand in `ftyp`, the primary item's facts from the `meta` box
+//! (stored size, crop, rotation and mirroring, where the EXIF/XMP items lie), completeness,
+//! metadata stripping in place, and decoding with libheif (`decode`, with the `heif` feature).
 //!
-//! It reads only the `meta` box (`pitm`, `iinf`, `iloc`, `iprp`), never the coded image data,
-//! so `limits` can refuse a 200-megapixel HEIC from its header, on a prefix of the file.
-//! Decoding is `heif`'s job; blanking the metadata items is `strip`'s.
+//! Only the `meta` box is read (`boxes`), never the coded image data, so the limits can refuse
+//! a 200-megapixel HEIC from its header, on a prefix of the file. Stripping is hand-written
+//! and in place, because no crate rewrites ISO-BMFF: the `Exif` and `mime` (XMP) items are
+//! overwritten with an empty orientation-1 EXIF block and an empty XMP packet padded with
+//! spaces, so the item table and every offset stay valid; orientation lives in `irot`/`imir`.
+
+mod boxes;
+#[cfg(feature = "heif")]
+mod decode;
 
 use std::ops::Range;
 
-/// The most items or properties read from one file: real files have a few hundred at most
-/// (a 12 MP iPhone grid has ~50 tiles); a hostile file could declare millions.
-const MAX_ENTRIES: usize = 65_536;
+use self::boxes::{Reader, associations, boxes, locations};
+#[cfg(feature = "heif")]
+pub use self::decode::decode;
+use super::{Header, WalkError, exif};
+use crate::pipeline::ImageFormat;
 
 /// What the `meta` box says about the primary image and the metadata items.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HeifLayout {
+pub struct Layout {
     /// The stored (`ispe`) width and height of the primary item, before `irot`/`imir`.
     pub size: Option<(u32, u32)>,
     /// The size after the primary item's clean aperture (`clap`) crop, when it has one.
@@ -30,7 +39,7 @@ pub struct HeifLayout {
     pub complete: bool,
 }
 
-impl HeifLayout {
+impl Layout {
     /// The image's size before rotation: the `clap` crop when present, else `ispe`.
     pub fn image_size(&self) -> Option<(u32, u32)> {
         self.clap.or(self.size)
@@ -48,132 +57,31 @@ impl HeifLayout {
     }
 }
 
-/// A cursor over big-endian fields that fails instead of panicking.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, at: 0 }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
-        let end = self.at.checked_add(n).ok_or("box field overflows")?;
-        let out = self.bytes.get(self.at..end).ok_or("box ends early")?;
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, &'static str> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, &'static str> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, &'static str> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// An unsigned field of 0, 4 or 8 bytes (iloc sizes).
-    fn sized(&mut self, size: u8) -> Result<u64, &'static str> {
-        match size {
-            0 => Ok(0),
-            4 => Ok(u64::from(self.u32()?)),
-            8 => {
-                let b = self.take(8)?;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                Ok(u64::from_be_bytes(a))
-            }
-            _ => Err("bad iloc field size"),
-        }
-    }
-
-    /// Version and flags of a full box.
-    fn full_box(&mut self) -> Result<(u8, u32), &'static str> {
-        let v = self.u32()?;
-        Ok(((v >> 24) as u8, v & 0x00FF_FFFF))
-    }
-}
-
-/// One box: its type, its payload range (cut to the bytes walked) and whether it was cut.
-struct BoxInfo {
-    kind: [u8; 4],
-    payload: Range<usize>,
-    cut: bool,
-}
-
-/// Lists the boxes in `bytes[range]`; a box running past the end is cut to it.
-fn boxes(bytes: &[u8], range: Range<usize>) -> Result<Vec<BoxInfo>, &'static str> {
-    let mut out = Vec::new();
-    let mut at = range.start;
-    let end = range.end.min(bytes.len());
-    while at + 8 <= end {
-        let mut r = Reader::new(&bytes[at..end]);
-        let size32 = r.u32()?;
-        let kind_bytes = r.take(4)?;
-        let kind = [kind_bytes[0], kind_bytes[1], kind_bytes[2], kind_bytes[3]];
-        let (header, size) = match size32 {
-            0 => (8, (end - at) as u64),
-            1 => (16, r.sized(8)?),
-            n => (8, u64::from(n)),
-        };
-        if size < header as u64 {
-            return Err("a box is smaller than its header");
-        }
-        let box_end = at.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
-        out.push(BoxInfo {
-            kind,
-            payload: (at + header).min(end)..box_end.min(end),
-            cut: box_end > end,
-        });
-        if out.len() > MAX_ENTRIES {
-            return Err("too many boxes");
-        }
-        at = box_end;
-    }
-    Ok(out)
-}
-
-/// One `iloc` entry.
-struct Location {
-    item: u32,
-    construction: u8,
-    extents: Vec<(u64, u64)>,
-    base: u64,
-}
-
 /// Reads the `meta` box of a HEIF/AVIF file (or of a prefix holding it).
 ///
 /// # Errors
-/// A description when there is no `meta` box, no primary item, or a box is malformed; "file
-/// ends before the meta box" when `bytes` is cut before it (callers map it to `Truncated`).
-pub fn layout(bytes: &[u8]) -> Result<HeifLayout, &'static str> {
+/// `Malformed` when there is no primary item or a box is malformed; `Truncated` when
+/// `bytes` end before the `meta` box.
+pub fn layout(bytes: &[u8]) -> Result<Layout, WalkError> {
     let top = boxes(bytes, 0..bytes.len())?;
     if top.iter().any(|b| {
         !b.kind
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b' ')
     }) {
-        return Err("a top-level box has a damaged header");
+        return Err(WalkError::malformed("%s"));
     }
     let meta = top
         .iter()
         .find(|b| &b.kind == b"meta")
-        .ok_or("file ends before the meta box")?;
+        .ok_or(WalkError::Truncated)?;
     if meta.payload.end < meta.payload.start + 4 {
-        return Err("empty meta box");
+        return Err(WalkError::malformed("%s"));
     }
     let children = boxes(bytes, meta.payload.start + 4..meta.payload.end)?;
     let child = |kind: &[u8; 4]| children.iter().find(|b| &b.kind == kind);
 
-    let pitm = child(b"pitm").ok_or("no primary item (pitm box)")?;
+    let pitm = child(b"pitm").ok_or(WalkError::malformed("%s"))?;
     let mut r = Reader::new(&bytes[pitm.payload.clone()]);
     let primary = match r.full_box()?.0 {
         0 => u32::from(r.u16()?),
@@ -209,9 +117,9 @@ pub fn layout(bytes: &[u8]) -> Result<HeifLayout, &'static str> {
         }
     }
 
-    let mut out = HeifLayout {
+    let mut out = Layout {
         complete: top.iter().all(|b| !b.cut),
-        ..HeifLayout::default()
+        ..Layout::default()
     };
     if let Some(iprp) = child(b"iprp") {
         let props = boxes(bytes, iprp.payload.clone())?;
@@ -286,86 +194,111 @@ pub fn layout(bytes: &[u8]) -> Result<HeifLayout, &'static str> {
     Ok(out)
 }
 
-/// The 1-based property indices associated with `item` in one `ipma` payload.
-fn associations(payload: &[u8], item: u32) -> Result<Vec<usize>, &'static str> {
-    let mut r = Reader::new(payload);
-    let (version, flags) = r.full_box()?;
-    let count = r.u32()? as usize;
-    if count > MAX_ENTRIES {
-        return Err("too many ipma entries");
+/// Reads the `ftyp` box of an ISO-BMFF file: AVIF or HEIC/HEIF by major then compatible brand.
+pub fn brand(bytes: &[u8]) -> Option<ImageFormat> {
+    if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {
+        return None;
     }
-    for _ in 0..count {
-        let id = if version < 1 {
-            u32::from(r.u16()?)
-        } else {
-            r.u32()?
-        };
-        let n = r.u8()?;
-        let mut found = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let index = if flags & 1 == 1 {
-                usize::from(r.u16()? & 0x7FFF)
-            } else {
-                usize::from(r.u8()? & 0x7F)
-            };
-            found.push(index);
+    let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let end = size.clamp(16, bytes.len().min(4096));
+    let major = &bytes[8..12];
+    // Compatible brands follow the 4-byte minor version.
+    let compatible = bytes[16..end].chunks_exact(4);
+    let classify = |brand: &[u8]| match brand {
+        b"avif" | b"avis" => Some(ImageFormat::Avif),
+        b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" | b"hevm" | b"hevs" => {
+            Some(ImageFormat::Heic)
         }
-        if id == item {
-            return Ok(found);
-        }
+        _ => None,
+    };
+    if let Some(format) = classify(major) {
+        return Some(format);
     }
-    Ok(Vec::new())
+    let mut generic_heif = matches!(major, b"mif1" | b"msf1" | b"mif2");
+    for brand in compatible {
+        if let Some(format) = classify(brand) {
+            return Some(format);
+        }
+        generic_heif |= matches!(brand, b"mif1" | b"msf1" | b"mif2");
+    }
+    generic_heif.then_some(ImageFormat::Heic)
 }
 
-/// Every entry of one `iloc` payload.
-fn locations(payload: &[u8]) -> Result<Vec<Location>, &'static str> {
-    let mut r = Reader::new(payload);
-    let (version, _) = r.full_box()?;
-    let sizes = r.u16()?;
-    let offset_size = (sizes >> 12) as u8;
-    let length_size = ((sizes >> 8) & 0x0F) as u8;
-    let base_size = ((sizes >> 4) & 0x0F) as u8;
-    let index_size = if version >= 1 {
-        (sizes & 0x0F) as u8
+/// The image size (after `clap`) reported, and the coded size (`ispe`), which a decoder
+/// allocates and which must fit the limits too.
+///
+/// # Errors
+/// As [`layout`], and `Malformed` when the primary item has no `ispe`.
+pub fn header(bytes: &[u8]) -> Result<Header, WalkError> {
+    let layout = layout(bytes)?;
+    let coded = layout.size.ok_or(WalkError::malformed(
+        "the primary image has no size (ispe) property",
+    ))?;
+    Ok(Header {
+        size: layout.image_size().unwrap_or(coded),
+        also_allocated: Some(coded),
+    })
+}
+
+/// Refuses a file whose boxes or item data run past the end.
+///
+/// # Errors
+/// `Truncated`, or what [`layout`] returns.
+pub fn check_complete(bytes: &[u8]) -> Result<(), WalkError> {
+    if layout(bytes)?.complete {
+        Ok(())
     } else {
-        0
-    };
-    let count = if version < 2 {
-        r.u16()? as usize
-    } else {
-        r.u32()? as usize
-    };
-    if count > MAX_ENTRIES {
-        return Err("too many iloc entries");
+        Err(WalkError::Truncated)
     }
-    let mut out = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        let item = if version < 2 {
-            u32::from(r.u16()?)
-        } else {
-            r.u32()?
-        };
-        let construction = if version >= 1 {
-            (r.u16()? & 0x0F) as u8
-        } else {
-            0
-        };
-        r.u16()?; // data reference index
-        let base = r.sized(base_size)?;
-        let extent_count = usize::from(r.u16()?);
-        let mut extents = Vec::with_capacity(extent_count);
-        for _ in 0..extent_count {
-            r.sized(index_size)?;
-            extents.push((r.sized(offset_size)?, r.sized(length_size)?));
+}
+
+/// An XMP packet with no properties, written over XMP items.
+const EMPTY_XMP: &[u8] = b"<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"/>";
+
+/// The file with its `Exif` and `mime` items blanked in place.
+///
+/// # Errors
+/// What [`layout`] returns.
+pub fn strip(bytes: &[u8]) -> Result<Vec<u8>, WalkError> {
+    let layout = layout(bytes)?;
+    let mut out = bytes.to_vec();
+    for range in layout.exif {
+        // An EXIF item is a 4-byte offset to the TIFF header, then the TIFF data.
+        let mut payload = vec![0u8; 4];
+        payload.extend(exif::minimal(1));
+        let target = &mut out[range];
+        target.fill(0);
+        if payload.len() <= target.len() {
+            target[..payload.len()].copy_from_slice(&payload);
         }
-        out.push(Location {
-            item,
-            construction,
-            extents,
-            base,
-        });
+    }
+    for range in layout.mime {
+        let target = &mut out[range];
+        target.fill(b' ');
+        if EMPTY_XMP.len() <= target.len() {
+            target[..EMPTY_XMP.len()].copy_from_slice(EMPTY_XMP);
+        }
     }
     Ok(out)
+}
+
+/// Without the `heif` feature, HEIF and AVIF are refused in words.
+///
+/// # Errors
+/// Always `UnsupportedFeature`.
+#[cfg(not(feature = "heif"))]
+pub fn decode(
+    _bytes: &[u8],
+    format: ImageFormat,
+    _limits: &crate::pipeline::Limits,
+) -> Result<image::DynamicImage, crate::pipeline::PipelineError> {
+    Err(crate::pipeline::PipelineError::UnsupportedFeature {
+        format,
+        feature: match format {
+            ImageFormat::Avif => "AVIF in this build (it needs the `heif` feature)",
+            _ => "HEIF in this build (it needs the `heif` feature)",
+        },
+    })
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! display orientation (checked on the corpus `orientation/` files); the EXIF orientation of
 //! HEIF files is ignored, as the HEIF specification asks. Image sequences (`avis`) and
 //! multi-image files give their primary item only, so no frame walk happens. The colour
-//! description (ICC, or nclx for wide-gamut/HDR) is converted to sRGB by `super::colour`.
-//! Header facts for the limits come from `super::isobmff`, without libheif.
+//! description (ICC, or nclx for wide-gamut/HDR) is converted to sRGB by `pipeline::colour`.
+//! Header facts for the limits come from the `meta` box reader beside this, without libheif.
 
 use image::{DynamicImage, ImageBuffer};
 use libheif_rs::{
@@ -13,8 +13,8 @@ use libheif_rs::{
     color_profile_types,
 };
 
-use super::colour::{self, Cicp};
-use super::{ImageFormat, Limits, PipelineError, isobmff};
+use crate::pipeline::colour::{self, Cicp};
+use crate::pipeline::{ImageFormat, Limits, PipelineError};
 
 /// Decodes the primary image of a HEIF/AVIF file, applying its rotation and mirroring.
 ///
@@ -29,19 +29,13 @@ pub fn decode(
     format: ImageFormat,
     limits: &Limits,
 ) -> Result<DynamicImage, PipelineError> {
-    let layout = isobmff::layout(bytes).map_err(|reason| PipelineError::Corrupt {
-        format,
-        reason: reason.to_owned(),
-    })?;
-    if !layout.complete {
-        return Err(PipelineError::Truncated { format });
-    }
+    super::check_complete(bytes).map_err(|e| e.into_pipeline(format))?;
     let heif_error = |err: HeifError| heif_error(format, err);
     // libheif borrows `bytes` without copying; `context` lives only inside this function.
     let context = HeifContext::read_from_bytes(bytes).map_err(heif_error)?;
     let handle = context.primary_image_handle().map_err(heif_error)?;
     let (width, height) = (handle.width(), handle.height());
-    super::limits::check(width, height, limits)?;
+    limits.check(width, height)?;
     let alpha = handle.has_alpha_channel();
     let deep = handle.luma_bits_per_pixel() > 8;
     let chroma = match (deep, alpha) {

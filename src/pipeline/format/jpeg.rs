@@ -1,0 +1,347 @@
+//! JPEG: the marker walk (header size and coding, completeness, metadata stripping) and the
+//! raw CMYK decode that colour management needs.
+//!
+//! The walk is hand-written because no crate in the tree walks markers *across* progressive
+//! scans: `img-parts` keeps everything after the first SOS as one opaque blob, so EXIF or a
+//! comment placed between scans (or data appended after EOI) would survive stripping, and the
+//! decoders fill a file cut before EOI with grey instead of failing.
+
+use std::ops::Range;
+
+use super::{End, WalkError, be_u16, exif};
+
+/// One JPEG marker segment between SOI and EOI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The marker code (the byte after `FF`).
+    pub marker: u8,
+    /// From the marker's `FF` to the end of its payload; for SOS, to the end of the
+    /// entropy-coded data that follows it.
+    pub range: Range<usize>,
+}
+
+impl Segment {
+    /// The payload after the length field (empty for standalone markers).
+    pub fn payload<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        bytes
+            .get(self.range.start + 4..self.range.end)
+            .unwrap_or_default()
+    }
+}
+
+/// What a JPEG walk found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Width and height from the first frame header (SOFn), if reached.
+    pub size: Option<(u32, u32)>,
+    /// The first frame header's marker (`0xC0` baseline, `0xC2` progressive, `0xC3` lossless...).
+    pub frame_marker: Option<u8>,
+    /// The complete segments between SOI and EOI, in file order (empty for `header_only`).
+    pub segments: Vec<Segment>,
+    /// Where the image ends (just after EOI).
+    pub end: End,
+}
+
+const SOI: u8 = 0xD8;
+const EOI: u8 = 0xD9;
+const SOS: u8 = 0xDA;
+
+/// Whether a JPEG marker is a start-of-frame carrying the image size.
+fn is_sof(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
+/// Whether a JPEG marker stands alone (no length field).
+fn is_standalone(marker: u8) -> bool {
+    matches!(marker, 0x01 | 0xD0..=0xD7 | SOI | EOI)
+}
+
+/// Walks JPEG markers from SOI to EOI, skipping entropy-coded data.
+///
+/// In entropy-coded data `FF 00` (stuffing) and `FF D0`–`FF D7` (restart markers) are not
+/// markers. With `header_only`, the walk stops at the first frame header.
+///
+/// # Errors
+/// `Malformed` when the data is not a JPEG (no SOI) or a segment length is impossible.
+pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
+    if bytes.len() < 2 || bytes[0] != 0xFF || bytes[1] != SOI {
+        return Err(WalkError::malformed("missing start-of-image marker"));
+    }
+    let mut layout = Layout {
+        size: None,
+        frame_marker: None,
+        segments: Vec::new(),
+        end: End::Missing,
+    };
+    let mut i = 2;
+    loop {
+        // Find the next marker, skipping fill bytes (and, leniently, stray bytes between segments).
+        let Some(ff) = bytes[i..].iter().position(|&b| b == 0xFF) else {
+            return Ok(layout);
+        };
+        i += ff;
+        while i < bytes.len() && bytes[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = bytes.get(i) else {
+            return Ok(layout);
+        };
+        let start = i - 1;
+        i += 1;
+        if marker == EOI {
+            layout.end = End::At(i);
+            return Ok(layout);
+        }
+        if marker == 0x00 || is_standalone(marker) {
+            if marker != 0x00 && !header_only {
+                layout.segments.push(Segment {
+                    marker,
+                    range: start..i,
+                });
+            }
+            continue;
+        }
+        let Some(length) = be_u16(bytes, i) else {
+            return Ok(layout);
+        };
+        let length = usize::from(length);
+        if length < 2 {
+            return Err(WalkError::malformed("invalid JPEG segment length"));
+        }
+        if is_sof(marker) && layout.size.is_none() {
+            let Some(header) = bytes.get(i + 2..i + 7) else {
+                return Ok(layout);
+            };
+            let height = u32::from(u16::from_be_bytes([header[1], header[2]]));
+            let width = u32::from(u16::from_be_bytes([header[3], header[4]]));
+            layout.size = Some((width, height));
+            layout.frame_marker = Some(marker);
+            if header_only {
+                return Ok(layout);
+            }
+        }
+        i += length;
+        if i > bytes.len() {
+            return Ok(layout);
+        }
+        if marker == SOS {
+            match skip_entropy_data(bytes, i) {
+                Some(next) => i = next,
+                None => return Ok(layout),
+            }
+        }
+        if !header_only {
+            layout.segments.push(Segment {
+                marker,
+                range: start..i,
+            });
+        }
+    }
+}
+
+/// Returns the offset of the `FF` that starts the next real marker after entropy-coded data.
+fn skip_entropy_data(bytes: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
+        match *bytes.get(i + 1)? {
+            0x00 | 0xD0..=0xD7 => i += 2,
+            0xFF => i += 1,
+            _ => return Some(i),
+        }
+    }
+}
+
+/// The stored size from the first frame header.
+///
+/// # Errors
+/// `Unsupported` for codings the decoder cannot read, `Truncated` when the bytes end before
+/// the frame header, `Malformed` from the walk.
+pub fn size(bytes: &[u8]) -> Result<(u32, u32), WalkError> {
+    let layout = walk(bytes, true)?;
+    if let Some(feature) = layout.frame_marker.and_then(unsupported_coding) {
+        return Err(WalkError::Unsupported(feature));
+    }
+    layout.size.ok_or(WalkError::Truncated)
+}
+
+/// The JPEG codings the decoder cannot read (it reads baseline, extended and progressive
+/// Huffman), named for messages; browsers cannot show them either.
+fn unsupported_coding(frame_marker: u8) -> Option<&'static str> {
+    match frame_marker {
+        0xC0..=0xC2 => None,
+        0xC3 | 0xC7 | 0xCB | 0xCF => Some("lossless JPEG"),
+        0xC9..=0xCA | 0xCD..=0xCE => Some("arithmetic-coded JPEG"),
+        _ => Some("hierarchical JPEG"),
+    }
+}
+
+/// Refuses a JPEG without its end-of-image marker (decoders would fill the rest with grey).
+///
+/// # Errors
+/// `Truncated`, or `Malformed` from the walk.
+pub fn check_complete(bytes: &[u8]) -> Result<(), WalkError> {
+    if walk(bytes, false)?.end == End::Missing {
+        return Err(WalkError::Truncated);
+    }
+    Ok(())
+}
+
+/// Whether a JPEG segment is needed to decode or colour the image.
+fn keep_segment(marker: u8, payload: &[u8]) -> bool {
+    match marker {
+        0xE0 => payload.starts_with(b"JFIF\0"),
+        0xE2 => payload.starts_with(b"ICC_PROFILE\0"),
+        0xEE => payload.starts_with(b"Adobe"),
+        0xE1 | 0xE3..=0xED | 0xEF => false, // EXIF, XMP, MPF, IPTC, vendor data
+        0xFE => false,                      // comment
+        0xD8 => false,                      // a stray SOI inside the image
+        _ => true,                          // tables, frames, scans, restarts
+    }
+}
+
+/// Rewrites the JPEG from its segments without metadata, with an EXIF block holding only
+/// `orientation` when it is not 1; anything after EOI is dropped.
+///
+/// # Errors
+/// `Malformed` when the walk fails or finds no EOI.
+pub fn strip(bytes: &[u8], orientation: u8) -> Result<Vec<u8>, WalkError> {
+    let layout = walk(bytes, false)?;
+    if layout.end == End::Missing {
+        return Err(WalkError::malformed(
+            "the JPEG data ends before its end-of-image marker",
+        ));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    let mut segments = layout.segments.iter().peekable();
+    // JFIF requires its APP0 first; the EXIF block follows it.
+    while let Some(segment) = segments.next_if(|s| s.marker == 0xE0) {
+        if keep_segment(segment.marker, segment.payload(bytes)) {
+            out.extend_from_slice(&bytes[segment.range.clone()]);
+        }
+    }
+    if orientation != 1 {
+        let mut payload = b"Exif\0\0".to_vec();
+        payload.extend(exif::minimal(orientation));
+        let length = u16::try_from(payload.len() + 2)
+            .map_err(|_| WalkError::malformed("EXIF block too long"))?;
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend(payload);
+    }
+    for segment in segments {
+        if keep_segment(segment.marker, segment.payload(bytes)) {
+            out.extend_from_slice(&bytes[segment.range.clone()]);
+        }
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    Ok(out)
+}
+
+/// Decodes a CMYK or YCCK JPEG to raw 8-bit ink values (0 = no ink), for an ICC conversion.
+///
+/// Adobe JPEGs store inverted CMYK (255 = no ink) and are flipped back here. `None` when the
+/// raw decode fails or the file is not CMYK/YCCK.
+pub fn cmyk_ink(bytes: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let mut probe = zune_jpeg::JpegDecoder::new(ZCursor::new(bytes));
+    probe.decode_headers().ok()?;
+    // zune-jpeg cannot map YCCK to CMYK: take YCCK as stored and convert here.
+    let stored = probe.input_colorspace()?;
+    if !matches!(stored, ColorSpace::CMYK | ColorSpace::YCCK) {
+        return None;
+    }
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(stored);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let mut ink = decoder.decode().ok()?;
+    let (width, height) = decoder.dimensions()?;
+    if decoder.output_colorspace()? != stored {
+        return None;
+    }
+    if stored == ColorSpace::YCCK {
+        // As libjpeg: CMY = 255 − RGB(YCbCr), K unchanged.
+        for pixel in ink.chunks_exact_mut(4) {
+            let (y, cb, cr) = (
+                f32::from(pixel[0]),
+                f32::from(pixel[1]) - 128.0,
+                f32::from(pixel[2]) - 128.0,
+            );
+            let rgb = [
+                y + 1.402 * cr,
+                y - 0.344_136 * cb - 0.714_136 * cr,
+                y + 1.772 * cb,
+            ];
+            for (sample, value) in pixel.iter_mut().zip(rgb) {
+                *sample = 255 - value.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    let adobe = walk(bytes, false)
+        .ok()?
+        .segments
+        .iter()
+        .any(|s| s.marker == 0xEE && s.payload(bytes).starts_with(b"Adobe"));
+    if adobe {
+        ink.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    Some((width as u32, height as u32, ink))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A tiny structurally valid JPEG: SOI, APP0, SOF0 (w×h), SOS, entropy data, EOI.
+    pub(crate) fn skeleton(width: u16, height: u16, entropy: &[u8]) -> Vec<u8> {
+        let mut out = vec![0xFF, 0xD8];
+        out.extend_from_slice(&[0xFF, 0xE0, 0, 7, b'J', b'F', b'I', b'F', 0]);
+        out.extend_from_slice(&[0xFF, 0xC0, 0, 11, 8]);
+        out.extend_from_slice(&height.to_be_bytes());
+        out.extend_from_slice(&width.to_be_bytes());
+        out.extend_from_slice(&[1, 1, 0x11, 0]);
+        out.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0]);
+        out.extend_from_slice(entropy);
+        out.extend_from_slice(&[0xFF, 0xD9]);
+        out
+    }
+
+    #[test]
+    fn walk_finds_the_end() {
+        let entropy = [
+            0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD3, 0x56, 0xFF, 0xFF, 0x00, 0x78,
+        ];
+        let valid = skeleton(320, 240, &entropy);
+        let mut appended_zip = valid.clone();
+        appended_zip.extend_from_slice(b"PK\x03\x04\x14\0\0\0\xFF\xD8\xFF\xD9 more");
+        let truncated = valid[..valid.len() - 6].to_vec();
+        let no_eoi = valid[..valid.len() - 2].to_vec();
+        let cut_in_header = valid[..12].to_vec();
+        for (name, bytes, want_end) in [
+            ("valid", &valid, End::At(valid.len())),
+            ("zip appended", &appended_zip, End::At(valid.len())),
+            ("cut in scan", &truncated, End::Missing),
+            ("no EOI", &no_eoi, End::Missing),
+            ("cut in header", &cut_in_header, End::Missing),
+        ] {
+            let layout = walk(bytes, false);
+            assert_eq!(layout.as_ref().map(|l| l.end), Ok(want_end), "{name}");
+        }
+        assert_eq!(walk(&valid, true).map(|l| l.size), Ok(Some((320, 240))));
+        assert_eq!(walk(&truncated, true).map(|l| l.size), Ok(Some((320, 240))));
+        assert!(walk(b"\x89PNG", false).is_err());
+        assert_eq!(check_complete(&truncated), Err(WalkError::Truncated));
+    }
+
+    #[test]
+    fn progressive_scans_and_tables_between_scans_are_walked() {
+        let mut bytes = skeleton(8, 8, &[1, 2, 3]);
+        let eoi = bytes.split_off(bytes.len() - 2);
+        // A DHT between scans, then a second scan.
+        bytes.extend_from_slice(&[0xFF, 0xC4, 0, 4, 0, 0]);
+        bytes.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0, 9, 9]);
+        bytes.extend_from_slice(&eoi);
+        assert_eq!(walk(&bytes, false).map(|l| l.end), Ok(End::At(bytes.len())));
+    }
+}
