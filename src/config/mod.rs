@@ -5,21 +5,27 @@
 //! checked here once; a wrong key or value stops start-up with a message that names it.
 
 mod backends;
-mod defaults;
+pub mod defaults;
 mod moderation;
+mod outputs;
 mod raw;
+mod server;
+mod uploads;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
 pub use moderation::{ModerationConfig, ModerationProvider};
+pub use outputs::SourceType;
 pub use raw::RawConfig;
 use toml::Table;
+pub use uploads::SUPPORTED_MIME_TYPES;
+pub use worker::WorkerConfig;
 
-use crate::pipeline::{Fit, Limits, OutputSpec, VariantSpec};
+use crate::pipeline::{Limits, OutputSpec, VariantSpec};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -57,44 +63,6 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         key: key.into(),
         message: message.into(),
     }
-}
-
-/// What one `sourceType` makes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceType {
-    /// Variant names, in the configured order.
-    pub variants: Vec<String>,
-    /// WebP quality, 1–100.
-    pub quality: f32,
-    /// Whether the (metadata-stripped) original is stored too.
-    pub keep_original: bool,
-}
-
-/// Worker pool settings.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Jobs processed at once by one process (default: one per core).
-    pub concurrency: usize,
-    /// Attempts before a transiently failing job ends FAILED.
-    pub max_attempts: u32,
-    /// How often a running job refreshes its claim.
-    pub heartbeat_interval: Duration,
-    /// A claim not refreshed for this long is taken back.
-    pub stale_timeout: Duration,
-    /// First retry delay; doubles per attempt.
-    pub retry_base_delay: Duration,
-    /// Upper bound of the retry delay.
-    pub retry_max_delay: Duration,
-    /// Safety-net poll when no wake-up arrives.
-    pub idle_poll: Duration,
-    /// Staging objects with no job at all are removed after this age.
-    pub staging_grace: Duration,
-    /// How often staging is checked for leftovers.
-    pub staging_sweep_interval: Duration,
-    /// How long shutdown waits for jobs in hand.
-    pub shutdown_timeout: Duration,
-    /// Longest time the pixel work of one job may take before it ends FAILED.
-    pub job_timeout: Duration,
 }
 
 /// The validated configuration.
@@ -135,19 +103,6 @@ pub struct Config {
     pub moderation: Option<ModerationConfig>,
 }
 
-/// MIME types this build can read (AVIF and HEIC need the `heif` feature).
-pub const SUPPORTED_MIME_TYPES: &[&str] = &[
-    "image/jpeg",
-    "image/png",
-    "image/webp",
-    "image/gif",
-    "image/tiff",
-    #[cfg(feature = "heif")]
-    "image/avif",
-    #[cfg(feature = "heif")]
-    "image/heic",
-];
-
 impl Config {
     /// Loads defaults, then `file`, then `XIP_*` variables from `env`, then `flags`, and validates.
     ///
@@ -187,173 +142,31 @@ impl Config {
         Config::load(None, std::iter::empty(), flags)
     }
 
-    /// Checks every value and derives URLs, paths and variant lists.
+    /// Checks every value and derives URLs, paths and variant lists, one section at a time.
     ///
     /// # Errors
     /// A [`ConfigError::Invalid`] naming the key.
     pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
-        let listen: SocketAddr = raw
-            .listen
-            .parse()
-            .map_err(|_| invalid("listen", format!("is not an address: {:?}", raw.listen)))?;
         let data_dir = PathBuf::from(&raw.data_dir);
-        if !raw.route_prefix.starts_with('/') || raw.route_prefix.ends_with('/') {
-            return Err(invalid(
-                "route_prefix",
-                "must start with '/' and not end with '/'",
-            ));
-        }
-        if raw.max_file_size == 0 {
-            return Err(invalid("max_file_size", "must be more than 0"));
-        }
-        for mime in &raw.allowed_mime_types {
-            if !SUPPORTED_MIME_TYPES.contains(&mime.as_str()) {
-                return Err(invalid(
-                    "allowed_mime_types",
-                    format!(
-                        "holds {mime:?}, which is not supported (supported: {})",
-                        SUPPORTED_MIME_TYPES.join(", ")
-                    ),
-                ));
-            }
-        }
-        if raw.max_pixels == 0 || raw.max_side == 0 {
-            return Err(invalid("max_pixels/max_side", "must be more than 0"));
-        }
-        let variants = raw
-            .variants
-            .iter()
-            .map(|(name, v)| {
-                if v.width == 0 || v.height == Some(0) {
-                    return Err(invalid(format!("variants.{name}"), "needs a width above 0"));
-                }
-                if v.fit == Fit::Cover && v.height.is_none() {
-                    return Err(invalid(
-                        format!("variants.{name}"),
-                        "has fit = \"cover\", which needs a height",
-                    ));
-                }
-                let spec = VariantSpec {
-                    name: name.clone(),
-                    width: v.width,
-                    height: v.height,
-                    fit: v.fit,
-                };
-                Ok((name.clone(), spec))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
-        let mut source_types = BTreeMap::new();
-        for (name, st) in raw.source_types {
-            let key = format!("source_types.{name}");
-            if st.format != "webp" {
-                return Err(invalid(
-                    key,
-                    format!("has format {:?}; only \"webp\" is produced", st.format),
-                ));
-            }
-            if !(1.0..=100.0).contains(&st.quality) {
-                return Err(invalid(key, "has a quality outside 1–100"));
-            }
-            if let Some(missing) = st.variants.iter().find(|v| !variants.contains_key(*v)) {
-                return Err(invalid(
-                    key,
-                    format!("names an unknown variant {missing:?}"),
-                ));
-            }
-            source_types.insert(
-                name,
-                SourceType {
-                    variants: st.variants,
-                    quality: st.quality,
-                    keep_original: st.keep_original,
-                },
-            );
-        }
-        let moderation = moderation::read(raw.moderation, &source_types)?;
-        let database = backends::database(raw.database_url, raw.database, &data_dir)?;
-        let storage = backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?;
-        let public_base_url = match raw.public_base_url {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Some(url.trim_end_matches('/').to_owned())
-            }
-            Some(url) => {
-                return Err(invalid(
-                    "public_base_url",
-                    format!("must be an http(s) URL, got {url:?}"),
-                ));
-            }
-            None => None,
-        };
-        for (key, prefix) in [
-            ("staging_prefix", &raw.staging_prefix),
-            ("media_prefix", &raw.media_prefix),
-            ("originals_prefix", &raw.originals_prefix),
-        ] {
-            let ok = !prefix.is_empty()
-                && prefix
-                    .split('/')
-                    .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
-            if !ok {
-                return Err(invalid(
-                    key,
-                    format!("is not a usable key prefix: {prefix:?}"),
-                ));
-            }
-        }
-        let w = raw.worker;
-        if w.max_attempts == 0 {
-            return Err(invalid("worker.max_attempts", "must be at least 1"));
-        }
-        if w.stale_timeout_secs <= w.heartbeat_interval_secs {
-            return Err(invalid(
-                "worker.stale_timeout_secs",
-                "must be longer than worker.heartbeat_interval_secs",
-            ));
-        }
-        if !(w.job_timeout_secs > 0.0 && w.job_timeout_secs.is_finite()) {
-            return Err(invalid(
-                "worker.job_timeout_secs",
-                "must be a positive number of seconds",
-            ));
-        }
-        let concurrency = match w.concurrency {
-            Some(0) => return Err(invalid("worker.concurrency", "must be at least 1")),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
-        let secs = Duration::from_secs;
+        let variants = outputs::variants(&raw.variants)?;
+        let source_types = outputs::source_types(raw.source_types, &variants)?;
         Ok(Config {
-            listen,
+            listen: server::listen(&raw.listen)?,
+            route_prefix: server::route_prefix(raw.route_prefix)?,
+            public_base_url: server::public_base_url(raw.public_base_url)?,
+            max_file_size: uploads::max_file_size(raw.max_file_size)?,
+            allowed_mime_types: uploads::allowed_mime_types(raw.allowed_mime_types)?,
+            limits: uploads::limits(raw.max_pixels, raw.max_side)?,
+            moderation: moderation::read(raw.moderation, &source_types)?,
+            database: backends::database(raw.database_url, raw.database, &data_dir)?,
+            storage: backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?,
+            staging_prefix: backends::key_prefix("staging_prefix", raw.staging_prefix)?,
+            media_prefix: backends::key_prefix("media_prefix", raw.media_prefix)?,
+            originals_prefix: backends::key_prefix("originals_prefix", raw.originals_prefix)?,
+            worker: worker::read(raw.worker)?,
             data_dir,
-            route_prefix: raw.route_prefix,
-            max_file_size: raw.max_file_size,
-            allowed_mime_types: raw.allowed_mime_types,
-            limits: Limits {
-                max_pixels: raw.max_pixels,
-                max_side: raw.max_side,
-            },
-            public_base_url,
-            database,
-            storage,
-            staging_prefix: raw.staging_prefix,
-            media_prefix: raw.media_prefix,
-            originals_prefix: raw.originals_prefix,
             variants,
             source_types,
-            worker: WorkerConfig {
-                concurrency,
-                max_attempts: w.max_attempts,
-                heartbeat_interval: secs(w.heartbeat_interval_secs),
-                stale_timeout: secs(w.stale_timeout_secs),
-                retry_base_delay: secs(w.retry_base_delay_secs),
-                retry_max_delay: secs(w.retry_max_delay_secs),
-                idle_poll: secs(w.idle_poll_secs.max(1)),
-                staging_grace: secs(w.staging_grace_secs),
-                staging_sweep_interval: secs(w.staging_sweep_secs.max(1)),
-                shutdown_timeout: secs(w.shutdown_timeout_secs),
-                job_timeout: Duration::from_secs_f64(w.job_timeout_secs),
-            },
-            moderation,
         })
     }
 
@@ -385,6 +198,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Fit;
 
     fn load(file: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();

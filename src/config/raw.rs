@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use super::ConfigError;
+use super::{ConfigError, defaults};
 use crate::pipeline::Fit;
 
 /// Every key a configuration may hold; unknown keys are refused by name.
@@ -51,9 +51,9 @@ pub struct RawVariant {
 pub struct RawSourceType {
     pub variants: Vec<String>,
     pub quality: f32,
-    #[serde(default = "default_format")]
+    #[serde(default = "defaults::source_type_format")]
     pub format: String,
-    #[serde(default = "default_true")]
+    #[serde(default = "defaults::keep_original")]
     pub keep_original: bool,
 }
 
@@ -106,7 +106,7 @@ pub struct RawModeration {
     pub source_types: Vec<String>,
     #[serde(default)]
     pub thresholds: Option<BTreeMap<String, f64>>,
-    #[serde(default)]
+    #[serde(default = "defaults::moderation_fail_open")]
     pub fail_open: bool,
     pub local: Option<RawLocalModerator>,
     pub http: Option<RawHttpModerator>,
@@ -124,27 +124,11 @@ pub struct RawLocalModerator {
 #[serde(deny_unknown_fields)]
 pub struct RawHttpModerator {
     pub url: String,
-    #[serde(default = "default_moderation_timeout")]
+    #[serde(default = "defaults::moderation_http_timeout_secs")]
     pub timeout_secs: f64,
     pub bearer_token: Option<String>,
-    #[serde(default = "default_moderation_side")]
+    #[serde(default = "defaults::moderation_http_image_side")]
     pub image_side: u32,
-}
-
-fn default_moderation_timeout() -> f64 {
-    10.0
-}
-
-fn default_moderation_side() -> u32 {
-    512
-}
-
-fn default_format() -> String {
-    "webp".to_owned()
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// Top-level keys whose environment value is a comma-separated list.
