@@ -1,15 +1,19 @@
 //! Configuration: the validated [`Config`] every other module reads.
 //!
 //! Sources, weakest first: built-in defaults (`defaults.rs`), the TOML file, `XIP_*` environment
-//! variables, command-line flags. All four are TOML tables merged by one rule (`raw::merge`), then
-//! checked here once; a wrong key or value stops start-up with a message that names it.
+//! variables (`env.rs`), command-line flags. All four are TOML tables merged by one rule
+//! (`sources.rs`), read into [`RawConfig`], then checked section by section; a wrong key or value
+//! stops start-up with a message that names it and the file or variable it came from.
 
 mod backends;
 pub mod defaults;
+mod env;
 mod moderation;
 mod outputs;
 mod raw;
 mod server;
+mod shape;
+mod sources;
 mod uploads;
 mod worker;
 
@@ -21,6 +25,8 @@ pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
 pub use moderation::{ModerationConfig, ModerationProvider};
 pub use outputs::SourceType;
 pub use raw::RawConfig;
+use sources::Layers;
+pub use sources::Origin;
 use toml::Table;
 pub use uploads::SUPPORTED_MIME_TYPES;
 pub use worker::WorkerConfig;
@@ -40,26 +46,30 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// A source is not valid TOML or holds a key or type the service does not know.
+    /// A source is not valid TOML.
     #[error("{origin}: {message}")]
     Syntax {
         /// Where the text came from.
-        origin: String,
-        /// The parser's message, naming the key.
+        origin: Origin,
+        /// The parser's message, with line and column.
         message: String,
     },
-    /// A key has a value the service cannot use.
-    #[error("{key} {message}")]
+    /// A key the configuration does not have, or a value the service cannot use.
+    #[error("{}: {message}", .origin.as_ref().map_or_else(|| key.clone(), |o| o.locate(key)))]
     Invalid {
-        /// The key, as the user wrote it.
+        /// Where the value came from, when known: the file, the `XIP_` variable, ...
+        origin: Option<Origin>,
+        /// The key, as a file writes it (`worker.concurrency`).
         key: String,
         /// What is wrong with it.
         message: String,
     },
 }
 
+/// An invalid value whose source [`Config::load`] fills in.
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
+        origin: None,
         key: key.into(),
         message: message.into(),
     }
@@ -113,20 +123,24 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: Table,
     ) -> Result<Config, ConfigError> {
-        let mut table = raw::parse_toml(defaults::DEFAULTS, "defaults")?;
+        let mut layers = Layers::default();
+        let mut add_toml = |text: &str, origin: Origin| match sources::parse_toml(text) {
+            Ok(table) => layers.add(table, origin),
+            Err(message) => Err(ConfigError::Syntax { origin, message }),
+        };
+        add_toml(defaults::DEFAULTS, Origin::Defaults)?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
                 source,
             })?;
-            raw::merge(
-                &mut table,
-                raw::parse_toml(&text, &path.display().to_string())?,
-            );
+            add_toml(&text, Origin::File(path.to_owned()))?;
         }
-        raw::merge(&mut table, raw::env_table(env)?);
-        raw::merge(&mut table, flags);
-        Config::from_raw(raw::from_table(table)?)
+        for (table, origin) in env::tables(env)? {
+            layers.add(table, origin)?;
+        }
+        layers.add(flags, Origin::Flags)?;
+        Config::from_raw(layers.read()?).map_err(|e| layers.locate(e))
     }
 
     /// The defaults alone, with `data_dir` set: the embedded set-up, for tests and embedding.
@@ -313,6 +327,85 @@ mod tests {
             let err = load(text, &[]).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn a_wrong_value_in_the_file_names_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ximagepipeline.toml");
+        let file = path.display().to_string();
+        for (text, says) in [
+            (
+                "[worker]\nconcurrency = \"four\"",
+                "worker.concurrency: invalid type",
+            ),
+            (
+                "[worker]\nconcurrency = 0",
+                "worker.concurrency: must be at least 1",
+            ),
+            (
+                "[worker]\nconcurent = 2",
+                "worker.concurent: is not a known key",
+            ),
+            (
+                "[source_types.x]\nquality = 80",
+                "source_types.x: missing field `variants`",
+            ),
+            ("listen = \"here\"", "listen: is not an address"),
+            ("listen = ", "TOML parse error"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(Some(&path), [], Table::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{file}: {says}")),
+                "{text:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_variable_is_named() {
+        for (value, says) in [
+            ("four", "must be a whole number"),
+            ("-1", "invalid value: integer `-1`"),
+            ("0", "must be at least 1"),
+        ] {
+            let err = load("", &[("XIP_WORKER_CONCURRENCY", value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("XIP_WORKER_CONCURRENCY: {says}")),
+                "{value:?} gave {err:?}"
+            );
+        }
+        let err = load("", &[("XIP_VARIANTS", "{ md = { width = \"wide\" } }")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("XIP_VARIANTS: variants.md.width: invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn variables_reach_nested_keys() {
+        let c = load(
+            "[worker]\nconcurrency = 2",
+            &[
+                ("XIP_WORKER_CONCURRENCY", "5"),
+                ("XIP_DATABASE_MAX_CONNECTIONS", "3"),
+                ("XIP_VARIANTS", "{ md = { width = 800 } }"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.worker.concurrency, 5);
+        assert_eq!(c.database.max_connections, 3);
+        assert_eq!(
+            (c.variants["md"].width, c.variants["md"].fit),
+            (800, Fit::Inside)
+        );
     }
 
     #[test]

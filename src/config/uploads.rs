@@ -43,8 +43,11 @@ pub fn allowed_mime_types(types: Vec<String>) -> Result<Vec<String>, ConfigError
 
 /// Reads `max_pixels` and `max_side`.
 pub fn limits(max_pixels: u64, max_side: u32) -> Result<Limits, ConfigError> {
-    if max_pixels == 0 || max_side == 0 {
-        return Err(invalid("max_pixels/max_side", "must be more than 0"));
+    if max_pixels == 0 {
+        return Err(invalid("max_pixels", "must be more than 0"));
+    }
+    if max_side == 0 {
+        return Err(invalid("max_side", "must be more than 0"));
     }
     Ok(Limits {
         max_pixels,
