@@ -86,7 +86,8 @@ pub struct Config {
     pub route_prefix: String,
     /// Largest accepted upload, in bytes.
     pub max_file_size: u64,
-    /// MIME types (sniffed from bytes) that uploads may have.
+    /// MIME types (sniffed from bytes) that uploads may have, aliases written as the sniffed
+    /// name (`image/heif` as `image/heic`).
     pub allowed_mime_types: Vec<String>,
     /// Pixel and side limits, checked from the header.
     pub limits: Limits,

@@ -16,6 +16,11 @@ pub const SUPPORTED_MIME_TYPES: &[&str] = &[
     "image/heic",
 ];
 
+/// Other registered names of a supported type, and the name uploads are sniffed as.
+/// `image/heif` is the registered type of the HEIF container; sniffing calls every HEIF/HEIC
+/// file `image/heic`.
+const ALIASES: &[(&str, &str)] = &[("image/heif", "image/heic")];
+
 /// Checks `max_file_size`.
 pub fn max_file_size(bytes: u64) -> Result<u64, ConfigError> {
     if bytes == 0 {
@@ -24,21 +29,29 @@ pub fn max_file_size(bytes: u64) -> Result<u64, ConfigError> {
     Ok(bytes)
 }
 
-/// Checks `allowed_mime_types` against what this build reads.
+/// Checks `allowed_mime_types` against what this build reads, writing aliases under the name
+/// uploads are sniffed as (each type once).
 pub fn allowed_mime_types(types: Vec<String>) -> Result<Vec<String>, ConfigError> {
-    if let Some(mime) = types
-        .iter()
-        .find(|m| !SUPPORTED_MIME_TYPES.contains(&m.as_str()))
-    {
-        return Err(invalid(
-            "allowed_mime_types",
-            format!(
-                "holds {mime:?}, which is not supported (supported: {})",
-                SUPPORTED_MIME_TYPES.join(", ")
-            ),
-        ));
+    let mut allowed: Vec<String> = Vec::with_capacity(types.len());
+    for mime in types {
+        let name = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == mime)
+            .map_or(mime.as_str(), |(_, name)| name);
+        if !SUPPORTED_MIME_TYPES.contains(&name) {
+            return Err(invalid(
+                "allowed_mime_types",
+                format!(
+                    "holds {mime:?}, which is not supported (supported: {})",
+                    SUPPORTED_MIME_TYPES.join(", ")
+                ),
+            ));
+        }
+        if !allowed.iter().any(|m| m == name) {
+            allowed.push(name.to_owned());
+        }
     }
-    Ok(types)
+    Ok(allowed)
 }
 
 /// Reads `max_pixels` and `max_side`.
@@ -53,4 +66,40 @@ pub fn limits(max_pixels: u64, max_side: u32) -> Result<Limits, ConfigError> {
         max_pixels,
         max_side,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(types: &[&str]) -> Result<Vec<String>, ConfigError> {
+        allowed_mime_types(types.iter().map(|t| (*t).to_owned()).collect())
+    }
+
+    #[cfg(feature = "heif")]
+    #[test]
+    fn image_heif_is_image_heic() {
+        assert_eq!(allowed(&["image/heif"]).unwrap(), ["image/heic"]);
+        assert_eq!(
+            allowed(&["image/png", "image/heif", "image/heic"]).unwrap(),
+            ["image/png", "image/heic"]
+        );
+    }
+
+    #[cfg(not(feature = "heif"))]
+    #[test]
+    fn image_heif_needs_the_heif_feature_like_image_heic() {
+        for mime in ["image/heif", "image/heic"] {
+            let err = allowed(&[mime]).unwrap_err().to_string();
+            assert!(err.contains(mime), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_refused_by_name() {
+        let err = allowed(&["image/jpeg", "image/bmp"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"image/bmp\""), "{err}");
+    }
 }
