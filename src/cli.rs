@@ -66,7 +66,7 @@ struct ProcessArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Files processed at once (each also runs its variants in parallel).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = ximagepipeline::config::defaults::PROCESS_JOBS)]
     jobs: usize,
     /// Images to process.
     #[arg(required = true)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{RawDatabase, RawS3};
-use super::{ConfigError, invalid};
+use super::{ConfigError, defaults, invalid};
 
 /// Which database engine a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl S3Location {
                 None => format!("{endpoint}/{}", self.bucket),
             },
             (None, _) => {
-                let region = self.region.as_deref().unwrap_or("us-east-1");
+                let region = self.region.as_deref().unwrap_or(defaults::S3_REGION);
                 format!("https://{}.s3.{region}.amazonaws.com", self.bucket)
             }
         };
@@ -126,8 +126,10 @@ pub fn database(
     raw: RawDatabase,
     data_dir: &Path,
 ) -> Result<DatabaseConfig, ConfigError> {
-    let url =
-        url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("ximagepipeline.db").display()));
+    let url = url.unwrap_or_else(|| {
+        let file = data_dir.join(defaults::DATABASE_FILE);
+        format!("sqlite://{}", file.display())
+    });
     let kind = if url.starts_with("sqlite:") {
         DatabaseKind::Sqlite
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -183,7 +185,9 @@ pub fn storage(
         ));
     }
     let Some(url) = url else {
-        return Ok(StorageLocation::Local(data_dir.join("objects")));
+        return Ok(StorageLocation::Local(
+            data_dir.join(defaults::OBJECTS_FOLDER),
+        ));
     };
     if let Some(path) = url.strip_prefix("file://")
         && !path.is_empty()
@@ -218,4 +222,20 @@ pub fn storage(
         session_token: s3.session_token,
         path_style: s3.path_style,
     }))
+}
+
+/// Checks a key prefix (`staging_prefix`, `media_prefix`, `originals_prefix`): slash-separated
+/// segments, none empty, `.` or `..`, so keys never escape a local folder.
+pub fn key_prefix(key: &str, prefix: String) -> Result<String, ConfigError> {
+    let ok = !prefix.is_empty()
+        && prefix
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    if !ok {
+        return Err(invalid(
+            key,
+            format!("is not a usable key prefix: {prefix:?}"),
+        ));
+    }
+    Ok(prefix)
 }

@@ -1,7 +1,10 @@
-//! The built-in configuration, as TOML: the spec's section 4 defaults.
+//! Every default the service runs with: the spec's section 4 defaults, in one place.
 //!
-//! Keeping the defaults in the same form as a user's file means one merge rule serves
-//! defaults, file, environment and flags alike (see `config::load`).
+//! Most are a TOML text in the same form as a user's file, so one merge rule serves defaults,
+//! file, environment and flags alike (see `Config::load`). The rest cannot be written there:
+//! defaults of fields inside tables the user names (`[source_types.<name>]`,
+//! `[moderation.http]`), values derived from another key (`database_url` from `data_dir`), and
+//! the command line's own.
 
 /// Every default the service runs with when nothing else is said.
 pub const DEFAULTS: &str = r#"
@@ -83,3 +86,48 @@ migrate_on_start = true
 
 [s3]
 "#;
+
+/// The embedded database's file under `data_dir`, when `database_url` is not set.
+pub const DATABASE_FILE: &str = "ximagepipeline.db";
+
+/// The local object folder under `data_dir`, when `storage_url` is not set.
+pub const OBJECTS_FOLDER: &str = "objects";
+
+/// The region of an S3 bucket's default public URL when neither `[s3] region` nor
+/// `AWS_REGION` says one (AWS's own default).
+pub const S3_REGION: &str = "us-east-1";
+
+/// `[worker] concurrency` when the number of cores cannot be read (it defaults to one per core).
+pub const CONCURRENCY_UNKNOWN_CORES: usize = 2;
+
+/// `[moderation.thresholds]` when absent: open_nsfw's authors call scores above 0.8 very
+/// likely NSFW.
+pub const MODERATION_THRESHOLDS: &[(&str, f64)] = &[("nsfw", 0.8)];
+
+/// Files `ximagepipeline process` works on at once (`--jobs`).
+pub const PROCESS_JOBS: usize = 1;
+
+/// `[source_types.<name>] format`: the only output format.
+pub fn source_type_format() -> String {
+    "webp".to_owned()
+}
+
+/// `[source_types.<name>] keep_original`: originals are kept (metadata stripped).
+pub fn keep_original() -> bool {
+    true
+}
+
+/// `[moderation] fail_open`: a failing moderator fails the job (fail closed).
+pub fn moderation_fail_open() -> bool {
+    false
+}
+
+/// `[moderation.http] timeout_secs`.
+pub fn moderation_http_timeout_secs() -> f64 {
+    10.0
+}
+
+/// `[moderation.http] image_side`: the longest side of the image sent.
+pub fn moderation_http_image_side() -> u32 {
+    512
+}

@@ -1,25 +1,37 @@
 //! Configuration: the validated [`Config`] every other module reads.
 //!
 //! Sources, weakest first: built-in defaults (`defaults.rs`), the TOML file, `XIP_*` environment
-//! variables, command-line flags. All four are TOML tables merged by one rule (`raw::merge`), then
-//! checked here once; a wrong key or value stops start-up with a message that names it.
+//! variables (`env.rs`), command-line flags. All four are TOML tables merged by one rule
+//! (`sources.rs`), read into [`RawConfig`], then checked section by section; a wrong key or value
+//! stops start-up with a message that names it and the file or variable it came from.
 
 mod backends;
-mod defaults;
+pub mod defaults;
+mod env;
 mod moderation;
+mod outputs;
 mod raw;
+mod server;
+mod shape;
+mod sources;
+mod uploads;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
 pub use moderation::{ModerationConfig, ModerationProvider};
+pub use outputs::SourceType;
 pub use raw::RawConfig;
+use sources::Layers;
+pub use sources::Origin;
 use toml::Table;
+pub use uploads::SUPPORTED_MIME_TYPES;
+pub use worker::WorkerConfig;
 
-use crate::pipeline::{Fit, Limits, OutputSpec, VariantSpec};
+use crate::pipeline::{Limits, OutputSpec, VariantSpec};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -34,67 +46,33 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// A source is not valid TOML or holds a key or type the service does not know.
+    /// A source is not valid TOML.
     #[error("{origin}: {message}")]
     Syntax {
         /// Where the text came from.
-        origin: String,
-        /// The parser's message, naming the key.
+        origin: Origin,
+        /// The parser's message, with line and column.
         message: String,
     },
-    /// A key has a value the service cannot use.
-    #[error("{key} {message}")]
+    /// A key the configuration does not have, or a value the service cannot use.
+    #[error("{}: {message}", .origin.as_ref().map_or_else(|| key.clone(), |o| o.locate(key)))]
     Invalid {
-        /// The key, as the user wrote it.
+        /// Where the value came from, when known: the file, the `XIP_` variable, ...
+        origin: Option<Origin>,
+        /// The key, as a file writes it (`worker.concurrency`).
         key: String,
         /// What is wrong with it.
         message: String,
     },
 }
 
+/// An invalid value whose source [`Config::load`] fills in.
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
+        origin: None,
         key: key.into(),
         message: message.into(),
     }
-}
-
-/// What one `sourceType` makes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceType {
-    /// Variant names, in the configured order.
-    pub variants: Vec<String>,
-    /// WebP quality, 1–100.
-    pub quality: f32,
-    /// Whether the (metadata-stripped) original is stored too.
-    pub keep_original: bool,
-}
-
-/// Worker pool settings.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Jobs processed at once by one process (default: one per core).
-    pub concurrency: usize,
-    /// Attempts before a transiently failing job ends FAILED.
-    pub max_attempts: u32,
-    /// How often a running job refreshes its claim.
-    pub heartbeat_interval: Duration,
-    /// A claim not refreshed for this long is taken back.
-    pub stale_timeout: Duration,
-    /// First retry delay; doubles per attempt.
-    pub retry_base_delay: Duration,
-    /// Upper bound of the retry delay.
-    pub retry_max_delay: Duration,
-    /// Safety-net poll when no wake-up arrives.
-    pub idle_poll: Duration,
-    /// Staging objects with no job at all are removed after this age.
-    pub staging_grace: Duration,
-    /// How often staging is checked for leftovers.
-    pub staging_sweep_interval: Duration,
-    /// How long shutdown waits for jobs in hand.
-    pub shutdown_timeout: Duration,
-    /// Longest time the pixel work of one job may take before it ends FAILED.
-    pub job_timeout: Duration,
 }
 
 /// The validated configuration.
@@ -108,7 +86,8 @@ pub struct Config {
     pub route_prefix: String,
     /// Largest accepted upload, in bytes.
     pub max_file_size: u64,
-    /// MIME types (sniffed from bytes) that uploads may have.
+    /// MIME types (sniffed from bytes) that uploads may have, aliases written as the sniffed
+    /// name (`image/heif` as `image/heic`).
     pub allowed_mime_types: Vec<String>,
     /// Pixel and side limits, checked from the header.
     pub limits: Limits,
@@ -135,19 +114,6 @@ pub struct Config {
     pub moderation: Option<ModerationConfig>,
 }
 
-/// MIME types this build can read (AVIF and HEIC need the `heif` feature).
-pub const SUPPORTED_MIME_TYPES: &[&str] = &[
-    "image/jpeg",
-    "image/png",
-    "image/webp",
-    "image/gif",
-    "image/tiff",
-    #[cfg(feature = "heif")]
-    "image/avif",
-    #[cfg(feature = "heif")]
-    "image/heic",
-];
-
 impl Config {
     /// Loads defaults, then `file`, then `XIP_*` variables from `env`, then `flags`, and validates.
     ///
@@ -158,20 +124,24 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: Table,
     ) -> Result<Config, ConfigError> {
-        let mut table = raw::parse_toml(defaults::DEFAULTS, "defaults")?;
+        let mut layers = Layers::default();
+        let mut add_toml = |text: &str, origin: Origin| match sources::parse_toml(text) {
+            Ok(table) => layers.add(table, origin),
+            Err(message) => Err(ConfigError::Syntax { origin, message }),
+        };
+        add_toml(defaults::DEFAULTS, Origin::Defaults)?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
                 source,
             })?;
-            raw::merge(
-                &mut table,
-                raw::parse_toml(&text, &path.display().to_string())?,
-            );
+            add_toml(&text, Origin::File(path.to_owned()))?;
         }
-        raw::merge(&mut table, raw::env_table(env)?);
-        raw::merge(&mut table, flags);
-        Config::from_raw(raw::from_table(table)?)
+        for (table, origin) in env::tables(env)? {
+            layers.add(table, origin)?;
+        }
+        layers.add(flags, Origin::Flags)?;
+        Config::from_raw(layers.read()?).map_err(|e| layers.locate(e))
     }
 
     /// The defaults alone, with `data_dir` set: the embedded set-up, for tests and embedding.
@@ -187,173 +157,31 @@ impl Config {
         Config::load(None, std::iter::empty(), flags)
     }
 
-    /// Checks every value and derives URLs, paths and variant lists.
+    /// Checks every value and derives URLs, paths and variant lists, one section at a time.
     ///
     /// # Errors
     /// A [`ConfigError::Invalid`] naming the key.
     pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
-        let listen: SocketAddr = raw
-            .listen
-            .parse()
-            .map_err(|_| invalid("listen", format!("is not an address: {:?}", raw.listen)))?;
         let data_dir = PathBuf::from(&raw.data_dir);
-        if !raw.route_prefix.starts_with('/') || raw.route_prefix.ends_with('/') {
-            return Err(invalid(
-                "route_prefix",
-                "must start with '/' and not end with '/'",
-            ));
-        }
-        if raw.max_file_size == 0 {
-            return Err(invalid("max_file_size", "must be more than 0"));
-        }
-        for mime in &raw.allowed_mime_types {
-            if !SUPPORTED_MIME_TYPES.contains(&mime.as_str()) {
-                return Err(invalid(
-                    "allowed_mime_types",
-                    format!(
-                        "holds {mime:?}, which is not supported (supported: {})",
-                        SUPPORTED_MIME_TYPES.join(", ")
-                    ),
-                ));
-            }
-        }
-        if raw.max_pixels == 0 || raw.max_side == 0 {
-            return Err(invalid("max_pixels/max_side", "must be more than 0"));
-        }
-        let variants = raw
-            .variants
-            .iter()
-            .map(|(name, v)| {
-                if v.width == 0 || v.height == Some(0) {
-                    return Err(invalid(format!("variants.{name}"), "needs a width above 0"));
-                }
-                if v.fit == Fit::Cover && v.height.is_none() {
-                    return Err(invalid(
-                        format!("variants.{name}"),
-                        "has fit = \"cover\", which needs a height",
-                    ));
-                }
-                let spec = VariantSpec {
-                    name: name.clone(),
-                    width: v.width,
-                    height: v.height,
-                    fit: v.fit,
-                };
-                Ok((name.clone(), spec))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
-        let mut source_types = BTreeMap::new();
-        for (name, st) in raw.source_types {
-            let key = format!("source_types.{name}");
-            if st.format != "webp" {
-                return Err(invalid(
-                    key,
-                    format!("has format {:?}; only \"webp\" is produced", st.format),
-                ));
-            }
-            if !(1.0..=100.0).contains(&st.quality) {
-                return Err(invalid(key, "has a quality outside 1–100"));
-            }
-            if let Some(missing) = st.variants.iter().find(|v| !variants.contains_key(*v)) {
-                return Err(invalid(
-                    key,
-                    format!("names an unknown variant {missing:?}"),
-                ));
-            }
-            source_types.insert(
-                name,
-                SourceType {
-                    variants: st.variants,
-                    quality: st.quality,
-                    keep_original: st.keep_original,
-                },
-            );
-        }
-        let moderation = moderation::read(raw.moderation, &source_types)?;
-        let database = backends::database(raw.database_url, raw.database, &data_dir)?;
-        let storage = backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?;
-        let public_base_url = match raw.public_base_url {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Some(url.trim_end_matches('/').to_owned())
-            }
-            Some(url) => {
-                return Err(invalid(
-                    "public_base_url",
-                    format!("must be an http(s) URL, got {url:?}"),
-                ));
-            }
-            None => None,
-        };
-        for (key, prefix) in [
-            ("staging_prefix", &raw.staging_prefix),
-            ("media_prefix", &raw.media_prefix),
-            ("originals_prefix", &raw.originals_prefix),
-        ] {
-            let ok = !prefix.is_empty()
-                && prefix
-                    .split('/')
-                    .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
-            if !ok {
-                return Err(invalid(
-                    key,
-                    format!("is not a usable key prefix: {prefix:?}"),
-                ));
-            }
-        }
-        let w = raw.worker;
-        if w.max_attempts == 0 {
-            return Err(invalid("worker.max_attempts", "must be at least 1"));
-        }
-        if w.stale_timeout_secs <= w.heartbeat_interval_secs {
-            return Err(invalid(
-                "worker.stale_timeout_secs",
-                "must be longer than worker.heartbeat_interval_secs",
-            ));
-        }
-        if !(w.job_timeout_secs > 0.0 && w.job_timeout_secs.is_finite()) {
-            return Err(invalid(
-                "worker.job_timeout_secs",
-                "must be a positive number of seconds",
-            ));
-        }
-        let concurrency = match w.concurrency {
-            Some(0) => return Err(invalid("worker.concurrency", "must be at least 1")),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
-        let secs = Duration::from_secs;
+        let variants = outputs::variants(&raw.variants)?;
+        let source_types = outputs::source_types(raw.source_types, &variants)?;
         Ok(Config {
-            listen,
+            listen: server::listen(&raw.listen)?,
+            route_prefix: server::route_prefix(raw.route_prefix)?,
+            public_base_url: server::public_base_url(raw.public_base_url)?,
+            max_file_size: uploads::max_file_size(raw.max_file_size)?,
+            allowed_mime_types: uploads::allowed_mime_types(raw.allowed_mime_types)?,
+            limits: uploads::limits(raw.max_pixels, raw.max_side)?,
+            moderation: moderation::read(raw.moderation, &source_types)?,
+            database: backends::database(raw.database_url, raw.database, &data_dir)?,
+            storage: backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?,
+            staging_prefix: backends::key_prefix("staging_prefix", raw.staging_prefix)?,
+            media_prefix: backends::key_prefix("media_prefix", raw.media_prefix)?,
+            originals_prefix: backends::key_prefix("originals_prefix", raw.originals_prefix)?,
+            worker: worker::read(raw.worker)?,
             data_dir,
-            route_prefix: raw.route_prefix,
-            max_file_size: raw.max_file_size,
-            allowed_mime_types: raw.allowed_mime_types,
-            limits: Limits {
-                max_pixels: raw.max_pixels,
-                max_side: raw.max_side,
-            },
-            public_base_url,
-            database,
-            storage,
-            staging_prefix: raw.staging_prefix,
-            media_prefix: raw.media_prefix,
-            originals_prefix: raw.originals_prefix,
             variants,
             source_types,
-            worker: WorkerConfig {
-                concurrency,
-                max_attempts: w.max_attempts,
-                heartbeat_interval: secs(w.heartbeat_interval_secs),
-                stale_timeout: secs(w.stale_timeout_secs),
-                retry_base_delay: secs(w.retry_base_delay_secs),
-                retry_max_delay: secs(w.retry_max_delay_secs),
-                idle_poll: secs(w.idle_poll_secs.max(1)),
-                staging_grace: secs(w.staging_grace_secs),
-                staging_sweep_interval: secs(w.staging_sweep_secs.max(1)),
-                shutdown_timeout: secs(w.shutdown_timeout_secs),
-                job_timeout: Duration::from_secs_f64(w.job_timeout_secs),
-            },
-            moderation,
         })
     }
 
@@ -385,6 +213,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Fit;
 
     fn load(file: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
@@ -499,6 +328,85 @@ mod tests {
             let err = load(text, &[]).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn a_wrong_value_in_the_file_names_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ximagepipeline.toml");
+        let file = path.display().to_string();
+        for (text, says) in [
+            (
+                "[worker]\nconcurrency = \"four\"",
+                "worker.concurrency: invalid type",
+            ),
+            (
+                "[worker]\nconcurrency = 0",
+                "worker.concurrency: must be at least 1",
+            ),
+            (
+                "[worker]\nconcurent = 2",
+                "worker.concurent: is not a known key",
+            ),
+            (
+                "[source_types.x]\nquality = 80",
+                "source_types.x: missing field `variants`",
+            ),
+            ("listen = \"here\"", "listen: is not an address"),
+            ("listen = ", "TOML parse error"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(Some(&path), [], Table::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{file}: {says}")),
+                "{text:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_variable_is_named() {
+        for (value, says) in [
+            ("four", "must be a whole number"),
+            ("-1", "invalid value: integer `-1`"),
+            ("0", "must be at least 1"),
+        ] {
+            let err = load("", &[("XIP_WORKER_CONCURRENCY", value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("XIP_WORKER_CONCURRENCY: {says}")),
+                "{value:?} gave {err:?}"
+            );
+        }
+        let err = load("", &[("XIP_VARIANTS", "{ md = { width = \"wide\" } }")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("XIP_VARIANTS: variants.md.width: invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn variables_reach_nested_keys() {
+        let c = load(
+            "[worker]\nconcurrency = 2",
+            &[
+                ("XIP_WORKER_CONCURRENCY", "5"),
+                ("XIP_DATABASE_MAX_CONNECTIONS", "3"),
+                ("XIP_VARIANTS", "{ md = { width = 800 } }"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.worker.concurrency, 5);
+        assert_eq!(c.database.max_connections, 3);
+        assert_eq!(
+            (c.variants["md"].width, c.variants["md"].fit),
+            (800, Fit::Inside)
+        );
     }
 
     #[test]

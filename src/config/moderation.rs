@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawModeration;
-use super::{ConfigError, SourceType, invalid};
+use super::{ConfigError, SourceType, defaults, invalid};
 
 /// Content moderation settings; `Config::moderation` is `None` when the table is absent.
 #[derive(Debug, Clone)]
@@ -57,9 +57,6 @@ impl fmt::Debug for ModerationProvider {
     }
 }
 
-/// The default: open_nsfw's authors call scores above 0.8 very likely NSFW.
-const DEFAULT_THRESHOLDS: &[(&str, f64)] = &[("nsfw", 0.8)];
-
 /// Validates `[moderation]` against the configured source types.
 pub fn read(
     raw: Option<RawModeration>,
@@ -79,7 +76,7 @@ pub fn read(
         ));
     }
     let thresholds = raw.thresholds.unwrap_or_else(|| {
-        DEFAULT_THRESHOLDS
+        defaults::MODERATION_THRESHOLDS
             .iter()
             .map(|(label, t)| ((*label).to_owned(), *t))
             .collect()

@@ -15,8 +15,25 @@ use tokio::task::AbortHandle;
 
 use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
+use super::statements as sql;
 use super::{Job, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema};
 use crate::config::DatabaseConfig;
+
+/// Claims the oldest due PENDING job ($2 is now) for worker $1.
+///
+/// Differs from SQLite's: many processes claim at once, so the subquery locks the row it picks
+/// and skips rows other claimers hold (`FOR UPDATE SKIP LOCKED`) instead of waiting on them.
+const CLAIM: &str = "
+    UPDATE jobs SET status = 'PROCESSING', locked_by = $1, locked_at = $2,
+           attempts = attempts + 1, updated_at = $2
+    WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' AND run_at <= $2
+                ORDER BY run_at, created_at, id LIMIT 1
+                FOR UPDATE SKIP LOCKED)
+    RETURNING *";
+
+/// The LISTEN/NOTIFY channel of the current schema; PostgreSQL only (SQLite wakes its workers
+/// in-process). The trigger in the migration NOTIFYs the same name.
+const CHANNEL: &str = "SELECT 'xip_' || md5(current_schema())";
 
 /// Jobs and media in PostgreSQL.
 pub struct PgJobStore {
@@ -40,15 +57,8 @@ impl PgJobStore {
             .idle_timeout(config.idle_timeout)
             .connect_with(options.application_name("ximagepipeline"))
             .await?;
-        prepare_schema(
-            &pool,
-            &migrations::postgres(),
-            config.migrate_on_start,
-        )
-        .await?;
-        let channel: String = sqlx::query_scalar("SELECT 'xip_' || md5(current_schema())")
-            .fetch_one(&pool)
-            .await?;
+        prepare_schema(&pool, &migrations::postgres(), config.migrate_on_start).await?;
+        let channel: String = sqlx::query_scalar(CHANNEL).fetch_one(&pool).await?;
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(&channel).await?;
         let wake = Arc::new(watch::Sender::new(0));
@@ -91,27 +101,23 @@ async fn relay_notifications(mut listener: PgListener, wake: Arc<watch::Sender<u
 #[async_trait]
 impl JobStore for PgJobStore {
     async fn insert(&self, job: NewJob, now: Millis) -> Result<(), QueueError> {
-        sqlx::query(
-            "INSERT INTO jobs (id, status, source_type, source_id, staging_key, original_filename,
-                               mime_type, file_size, max_attempts, run_at, created_at, updated_at)
-             VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)",
-        )
-        .bind(job.id.as_str())
-        .bind(&job.source_type)
-        .bind(&job.source_id)
-        .bind(&job.staging_key)
-        .bind(&job.original_filename)
-        .bind(&job.mime_type)
-        .bind(job.file_size)
-        .bind(i64::from(job.max_attempts))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::INSERT_JOB)
+            .bind(job.id.as_str())
+            .bind(&job.source_type)
+            .bind(&job.source_id)
+            .bind(&job.staging_key)
+            .bind(&job.original_filename)
+            .bind(&job.mime_type)
+            .bind(job.file_size)
+            .bind(i64::from(job.max_attempts))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError> {
-        let row = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = $1")
+        let row = sqlx::query_as::<_, JobRow>(sql::GET_JOB)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -119,18 +125,11 @@ impl JobStore for PgJobStore {
     }
 
     async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError> {
-        let row = sqlx::query_as::<_, JobRow>(
-            "UPDATE jobs SET status = 'PROCESSING', locked_by = $1, locked_at = $2,
-                    attempts = attempts + 1, updated_at = $2
-             WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' AND run_at <= $2
-                         ORDER BY run_at, created_at, id LIMIT 1
-                         FOR UPDATE SKIP LOCKED)
-             RETURNING *",
-        )
-        .bind(worker)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query_as::<_, JobRow>(CLAIM)
+            .bind(worker)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         rows::optional(row)
     }
 
@@ -140,28 +139,22 @@ impl JobStore for PgJobStore {
         worker: &str,
         media_id: &MediaId,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET attempt_media_id = $3
-             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(media_id.as_str())
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::START_ATTEMPT)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(media_id.as_str())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn heartbeat(&self, id: &JobId, worker: &str, now: Millis) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET locked_at = $3
-             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::HEARTBEAT)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -173,42 +166,34 @@ impl JobStore for PgJobStore {
         now: Millis,
     ) -> Result<bool, QueueError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'COMPLETE', media_id = $3, error = NULL,
-                    locked_by = NULL, locked_at = NULL, updated_at = $4
-             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(media.id.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let done = sqlx::query(sql::COMPLETE_JOB)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(media.id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             // Explicitly: a dropped transaction is only rolled back when its connection is next
             // used, and until then it holds the write lock (SQLite) or the table lock (PostgreSQL).
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO media (id, job_id, source_type, source_id, variants, original_key,
-                                width, height, aspect_ratio, blurhash, format, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(media.id.as_str())
-        .bind(media.job_id.as_str())
-        .bind(&media.source_type)
-        .bind(&media.source_id)
-        .bind(Json(&media.variants))
-        .bind(&media.original_key)
-        .bind(i64::from(media.width))
-        .bind(i64::from(media.height))
-        .bind(&media.aspect_ratio)
-        .bind(&media.blurhash)
-        .bind(&media.format)
-        .bind(media.created_at)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::INSERT_MEDIA)
+            .bind(media.id.as_str())
+            .bind(media.job_id.as_str())
+            .bind(&media.source_type)
+            .bind(&media.source_id)
+            .bind(Json(&media.variants))
+            .bind(&media.original_key)
+            .bind(i64::from(media.width))
+            .bind(i64::from(media.height))
+            .bind(&media.aspect_ratio)
+            .bind(&media.blurhash)
+            .bind(&media.format)
+            .bind(media.created_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -220,16 +205,13 @@ impl JobStore for PgJobStore {
         result: &str,
         details: &serde_json::Value,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET moderation_result = $3, moderation_details = $4
-             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(result)
-        .bind(Json(details))
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::RECORD_MODERATION)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(result)
+            .bind(Json(details))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -240,17 +222,13 @@ impl JobStore for PgJobStore {
         details: &serde_json::Value,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'REJECTED', moderation_result = 'REJECTED',
-                    moderation_details = $3, locked_by = NULL, locked_at = NULL, updated_at = $4
-             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(Json(details))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::REJECT)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(Json(details))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -261,17 +239,13 @@ impl JobStore for PgJobStore {
         error: &str,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'FAILED', error = $3, locked_by = NULL, locked_at = NULL,
-                    updated_at = $4
-             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(error)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::FAIL)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(error)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -283,18 +257,14 @@ impl JobStore for PgJobStore {
         run_at: Millis,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'PENDING', error = $3, run_at = $4, locked_by = NULL,
-                    locked_at = NULL, updated_at = $5
-             WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(error)
-        .bind(run_at)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::RETRY)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(error)
+            .bind(run_at)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -303,35 +273,22 @@ impl JobStore for PgJobStore {
         stale_before: Millis,
         now: Millis,
     ) -> Result<Vec<Job>, QueueError> {
-        // One statement: a row another rescuer already took back no longer matches when its
-        // lock is released, so two processes rescuing at once touch each job once.
-        let rows = sqlx::query_as::<_, JobRow>(
-            "UPDATE jobs SET locked_by = NULL, locked_at = NULL, updated_at = $2,
-                    status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
-                    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $2 END,
-                    error = CASE WHEN attempts >= max_attempts
-                        THEN 'the worker processing this image stopped responding on every attempt'
-                        ELSE error END
-             WHERE status = 'PROCESSING' AND locked_at < $1
-             RETURNING *",
-        )
-        .bind(stale_before)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query_as::<_, JobRow>(sql::RESCUE_STALE)
+            .bind(stale_before)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
         rows::all(rows)
     }
 
     async fn next_run_at(&self) -> Result<Option<Millis>, QueueError> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE status = 'PENDING'")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(sql::NEXT_RUN_AT)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError> {
-        let row = sqlx::query_as::<_, MediaRow>("SELECT * FROM media WHERE id = $1")
+        let row = sqlx::query_as::<_, MediaRow>(sql::GET_MEDIA)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -343,19 +300,16 @@ impl JobStore for PgJobStore {
         source_type: &str,
         source_id: &str,
     ) -> Result<Vec<Media>, QueueError> {
-        let rows = sqlx::query_as::<_, MediaRow>(
-            "SELECT * FROM media WHERE source_type = $1 AND source_id = $2
-             ORDER BY created_at DESC, id DESC",
-        )
-        .bind(source_type)
-        .bind(source_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query_as::<_, MediaRow>(sql::LIST_MEDIA)
+            .bind(source_type)
+            .bind(source_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows::all(rows)
     }
 
     async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError> {
-        let done = sqlx::query("DELETE FROM media WHERE id = $1")
+        let done = sqlx::query(sql::DELETE_MEDIA)
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;

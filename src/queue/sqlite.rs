@@ -15,8 +15,21 @@ use tokio::sync::watch;
 
 use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
+use super::statements as sql;
 use super::{Job, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema};
 use crate::config::DatabaseConfig;
+
+/// Claims the oldest due PENDING job ($2 is now) for worker $1.
+///
+/// Differs from PostgreSQL's: SQLite has no row locks (no `FOR UPDATE SKIP LOCKED`); the claim
+/// runs inside `BEGIN IMMEDIATE`, which takes the write lock before the subquery reads, so two
+/// claimers cannot both pick the same row.
+const CLAIM: &str = "
+    UPDATE jobs SET status = 'PROCESSING', locked_by = $1, locked_at = $2,
+           attempts = attempts + 1, updated_at = $2
+    WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' AND run_at <= $2
+                ORDER BY run_at, created_at, id LIMIT 1)
+    RETURNING *";
 
 /// Jobs and media in one SQLite database.
 pub struct SqliteJobStore {
@@ -43,12 +56,7 @@ impl SqliteJobStore {
             .idle_timeout(config.idle_timeout)
             .connect_with(options)
             .await?;
-        prepare_schema(
-            &pool,
-            &migrations::sqlite(),
-            config.migrate_on_start,
-        )
-        .await?;
+        prepare_schema(&pool, &migrations::sqlite(), config.migrate_on_start).await?;
         Ok(SqliteJobStore {
             pool,
             wake: watch::Sender::new(0),
@@ -63,28 +71,24 @@ impl SqliteJobStore {
 #[async_trait]
 impl JobStore for SqliteJobStore {
     async fn insert(&self, job: NewJob, now: Millis) -> Result<(), QueueError> {
-        sqlx::query(
-            "INSERT INTO jobs (id, status, source_type, source_id, staging_key, original_filename,
-                               mime_type, file_size, max_attempts, run_at, created_at, updated_at)
-             VALUES (?1, 'PENDING', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9)",
-        )
-        .bind(job.id.as_str())
-        .bind(&job.source_type)
-        .bind(&job.source_id)
-        .bind(&job.staging_key)
-        .bind(&job.original_filename)
-        .bind(&job.mime_type)
-        .bind(job.file_size)
-        .bind(i64::from(job.max_attempts))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::INSERT_JOB)
+            .bind(job.id.as_str())
+            .bind(&job.source_type)
+            .bind(&job.source_id)
+            .bind(&job.staging_key)
+            .bind(&job.original_filename)
+            .bind(&job.mime_type)
+            .bind(job.file_size)
+            .bind(i64::from(job.max_attempts))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         self.wake_workers();
         Ok(())
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError> {
-        let row = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = ?1")
+        let row = sqlx::query_as::<_, JobRow>(sql::GET_JOB)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -93,17 +97,11 @@ impl JobStore for SqliteJobStore {
 
     async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query_as::<_, JobRow>(
-            "UPDATE jobs SET status = 'PROCESSING', locked_by = ?1, locked_at = ?2,
-                    attempts = attempts + 1, updated_at = ?2
-             WHERE id = (SELECT id FROM jobs WHERE status = 'PENDING' AND run_at <= ?2
-                         ORDER BY run_at, created_at, id LIMIT 1)
-             RETURNING *",
-        )
-        .bind(worker)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query_as::<_, JobRow>(CLAIM)
+            .bind(worker)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows::optional(row)
     }
@@ -114,28 +112,22 @@ impl JobStore for SqliteJobStore {
         worker: &str,
         media_id: &MediaId,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET attempt_media_id = ?3
-             WHERE id = ?1 AND locked_by = ?2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(media_id.as_str())
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::START_ATTEMPT)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(media_id.as_str())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn heartbeat(&self, id: &JobId, worker: &str, now: Millis) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET locked_at = ?3
-             WHERE id = ?1 AND locked_by = ?2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::HEARTBEAT)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -147,42 +139,34 @@ impl JobStore for SqliteJobStore {
         now: Millis,
     ) -> Result<bool, QueueError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'COMPLETE', media_id = ?3, error = NULL,
-                    locked_by = NULL, locked_at = NULL, updated_at = ?4
-             WHERE id = ?1 AND locked_by = ?2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(media.id.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let done = sqlx::query(sql::COMPLETE_JOB)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(media.id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             // Explicitly: a dropped transaction is only rolled back when its connection is next
             // used, and until then it holds the write lock (SQLite) or the table lock (PostgreSQL).
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO media (id, job_id, source_type, source_id, variants, original_key,
-                                width, height, aspect_ratio, blurhash, format, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .bind(media.id.as_str())
-        .bind(media.job_id.as_str())
-        .bind(&media.source_type)
-        .bind(&media.source_id)
-        .bind(Json(&media.variants))
-        .bind(&media.original_key)
-        .bind(i64::from(media.width))
-        .bind(i64::from(media.height))
-        .bind(&media.aspect_ratio)
-        .bind(&media.blurhash)
-        .bind(&media.format)
-        .bind(media.created_at)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::INSERT_MEDIA)
+            .bind(media.id.as_str())
+            .bind(media.job_id.as_str())
+            .bind(&media.source_type)
+            .bind(&media.source_id)
+            .bind(Json(&media.variants))
+            .bind(&media.original_key)
+            .bind(i64::from(media.width))
+            .bind(i64::from(media.height))
+            .bind(&media.aspect_ratio)
+            .bind(&media.blurhash)
+            .bind(&media.format)
+            .bind(media.created_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -194,16 +178,13 @@ impl JobStore for SqliteJobStore {
         result: &str,
         details: &serde_json::Value,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET moderation_result = ?3, moderation_details = ?4
-             WHERE id = ?1 AND locked_by = ?2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(result)
-        .bind(Json(details))
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::RECORD_MODERATION)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(result)
+            .bind(Json(details))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -214,17 +195,13 @@ impl JobStore for SqliteJobStore {
         details: &serde_json::Value,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'REJECTED', moderation_result = 'REJECTED',
-                    moderation_details = ?3, locked_by = NULL, locked_at = NULL, updated_at = ?4
-             WHERE id = ?1 AND locked_by = ?2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(Json(details))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::REJECT)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(Json(details))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -235,17 +212,13 @@ impl JobStore for SqliteJobStore {
         error: &str,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'FAILED', error = ?3, locked_by = NULL, locked_at = NULL,
-                    updated_at = ?4
-             WHERE id = ?1 AND locked_by = ?2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(error)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::FAIL)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(error)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -257,18 +230,14 @@ impl JobStore for SqliteJobStore {
         run_at: Millis,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'PENDING', error = ?3, run_at = ?4, locked_by = NULL,
-                    locked_at = NULL, updated_at = ?5
-             WHERE id = ?1 AND locked_by = ?2 AND status = 'PROCESSING'",
-        )
-        .bind(id.as_str())
-        .bind(worker)
-        .bind(error)
-        .bind(run_at)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::RETRY)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(error)
+            .bind(run_at)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 1 {
             self.wake_workers();
         }
@@ -280,20 +249,11 @@ impl JobStore for SqliteJobStore {
         stale_before: Millis,
         now: Millis,
     ) -> Result<Vec<Job>, QueueError> {
-        let rows = sqlx::query_as::<_, JobRow>(
-            "UPDATE jobs SET locked_by = NULL, locked_at = NULL, updated_at = ?2,
-                    status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
-                    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE ?2 END,
-                    error = CASE WHEN attempts >= max_attempts
-                        THEN 'the worker processing this image stopped responding on every attempt'
-                        ELSE error END
-             WHERE status = 'PROCESSING' AND locked_at < ?1
-             RETURNING *",
-        )
-        .bind(stale_before)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query_as::<_, JobRow>(sql::RESCUE_STALE)
+            .bind(stale_before)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
         if !rows.is_empty() {
             self.wake_workers();
         }
@@ -301,15 +261,13 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn next_run_at(&self) -> Result<Option<Millis>, QueueError> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE status = 'PENDING'")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(sql::NEXT_RUN_AT)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError> {
-        let row = sqlx::query_as::<_, MediaRow>("SELECT * FROM media WHERE id = ?1")
+        let row = sqlx::query_as::<_, MediaRow>(sql::GET_MEDIA)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -321,19 +279,16 @@ impl JobStore for SqliteJobStore {
         source_type: &str,
         source_id: &str,
     ) -> Result<Vec<Media>, QueueError> {
-        let rows = sqlx::query_as::<_, MediaRow>(
-            "SELECT * FROM media WHERE source_type = ?1 AND source_id = ?2
-             ORDER BY created_at DESC, id DESC",
-        )
-        .bind(source_type)
-        .bind(source_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query_as::<_, MediaRow>(sql::LIST_MEDIA)
+            .bind(source_type)
+            .bind(source_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows::all(rows)
     }
 
     async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError> {
-        let done = sqlx::query("DELETE FROM media WHERE id = ?1")
+        let done = sqlx::query(sql::DELETE_MEDIA)
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;

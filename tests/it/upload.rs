@@ -216,6 +216,27 @@ async fn type_is_sniffed_from_bytes_not_name() {
     assert_eq!(code, StatusCode::ACCEPTED, "{body}");
 }
 
+/// `image/heif` is the registered type of the HEIF container: allowing it allows what sniffing
+/// calls `image/heic`.
+#[cfg(feature = "heif")]
+#[tokio::test]
+async fn image_heif_in_allowed_types_accepts_heic_uploads() {
+    let server = TestServer::start_with("allowed_mime_types = [\"image/heif\"]").await;
+    let (code, body) = server
+        .upload(corpus_bytes("valid/heic_rgb_8bit_128.heif"), "avatar", "u1")
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let got = server
+        .upload(corpus_bytes("orientation/Landscape_1.jpg"), "avatar", "u1")
+        .await;
+    assert_error(
+        &got,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "TYPE_NOT_ALLOWED",
+        "File type image/jpeg not allowed",
+    );
+}
+
 #[tokio::test]
 async fn bombs_are_refused_from_the_header() {
     let server = TestServer::start().await;

@@ -1,0 +1,92 @@
+//! The SQL both job stores run, written once.
+//!
+//! `$N` placeholders mean the same in SQLite and PostgreSQL (sqlx binds SQLite's `$N` by number),
+//! and the column types are chosen to read alike (see `rows.rs`), so every statement here serves
+//! both `sqlite.rs` and `postgres.rs`. Only what really differs between the engines is written
+//! twice, next to its store: the claim (`FOR UPDATE SKIP LOCKED` against SQLite's
+//! `BEGIN IMMEDIATE`) and PostgreSQL's notification channel.
+//!
+//! Every transition out of PROCESSING is fenced by `locked_by = $2 AND status = 'PROCESSING'`:
+//! a worker that lost its claim changes nothing.
+
+/// Inserts a PENDING job ($1 id … $8 max_attempts), due, created and updated at $9.
+pub(super) const INSERT_JOB: &str = "
+    INSERT INTO jobs (id, status, source_type, source_id, staging_key, original_filename,
+                      mime_type, file_size, max_attempts, run_at, created_at, updated_at)
+    VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)";
+
+/// The job with id $1.
+pub(super) const GET_JOB: &str = "SELECT * FROM jobs WHERE id = $1";
+
+/// Records the media id $3 the claimed attempt of job $1 by worker $2 stores under.
+pub(super) const START_ATTEMPT: &str = "
+    UPDATE jobs SET attempt_media_id = $3
+    WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
+
+/// Refreshes the claim of job $1 by worker $2 at $3.
+pub(super) const HEARTBEAT: &str = "
+    UPDATE jobs SET locked_at = $3
+    WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
+
+/// Marks job $1 of worker $2 COMPLETE with media $3 at $4 (in one transaction with
+/// [`INSERT_MEDIA`]).
+pub(super) const COMPLETE_JOB: &str = "
+    UPDATE jobs SET status = 'COMPLETE', media_id = $3, error = NULL,
+           locked_by = NULL, locked_at = NULL, updated_at = $4
+    WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
+
+/// Inserts a media record, its columns in table order ($1 id … $12 created_at).
+pub(super) const INSERT_MEDIA: &str = "
+    INSERT INTO media (id, job_id, source_type, source_id, variants, original_key,
+                       width, height, aspect_ratio, blurhash, format, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// Records moderation verdict $3 with details $4 on job $1 of worker $2.
+pub(super) const RECORD_MODERATION: &str = "
+    UPDATE jobs SET moderation_result = $3, moderation_details = $4
+    WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
+
+/// Ends job $1 of worker $2 REJECTED with moderation details $3 at $4.
+pub(super) const REJECT: &str = "
+    UPDATE jobs SET status = 'REJECTED', moderation_result = 'REJECTED',
+           moderation_details = $3, locked_by = NULL, locked_at = NULL, updated_at = $4
+    WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
+
+/// Ends job $1 of worker $2 FAILED with error $3 at $4.
+pub(super) const FAIL: &str = "
+    UPDATE jobs SET status = 'FAILED', error = $3, locked_by = NULL, locked_at = NULL,
+           updated_at = $4
+    WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
+
+/// Puts job $1 of worker $2 back to PENDING with error $3, due at $4, updated at $5.
+pub(super) const RETRY: &str = "
+    UPDATE jobs SET status = 'PENDING', error = $3, run_at = $4, locked_by = NULL,
+           locked_at = NULL, updated_at = $5
+    WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
+
+/// Takes back claims with a heartbeat before $1, at $2: PENDING and due at once, or FAILED when
+/// no attempt is left. One statement, so two rescuers at once touch each job once (a row the
+/// other took back no longer matches).
+pub(super) const RESCUE_STALE: &str = "
+    UPDATE jobs SET locked_by = NULL, locked_at = NULL, updated_at = $2,
+           status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
+           run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $2 END,
+           error = CASE WHEN attempts >= max_attempts
+               THEN 'the worker processing this image stopped responding on every attempt'
+               ELSE error END
+    WHERE status = 'PROCESSING' AND locked_at < $1
+    RETURNING *";
+
+/// The earliest `run_at` of a PENDING job (NULL when there is none).
+pub(super) const NEXT_RUN_AT: &str = "SELECT MIN(run_at) FROM jobs WHERE status = 'PENDING'";
+
+/// The media record with id $1.
+pub(super) const GET_MEDIA: &str = "SELECT * FROM media WHERE id = $1";
+
+/// The media of source type $1 and source id $2, newest first.
+pub(super) const LIST_MEDIA: &str = "
+    SELECT * FROM media WHERE source_type = $1 AND source_id = $2
+    ORDER BY created_at DESC, id DESC";
+
+/// Deletes the media record with id $1.
+pub(super) const DELETE_MEDIA: &str = "DELETE FROM media WHERE id = $1";
