@@ -131,8 +131,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, "listening");
     println!("ximagepipeline listening on http://{addr}");
     let stop = shutdown.clone();
-    axum::serve(listener, pipeline.router())
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+    pipeline
+        .serve(listener, async move { stop.cancelled().await })
         .await?;
     if let Some(workers) = workers {
         workers.join().await;

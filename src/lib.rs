@@ -175,6 +175,7 @@ impl ImagePipeline {
             intake: self.intake.clone(),
             catalog: self.catalog.clone(),
             route_prefix: self.config.route_prefix.as_str().into(),
+            body_pace: http::BodyPace::for_uploads(&self.config.server),
         };
         let files = self
             .worker
@@ -182,6 +183,19 @@ impl ImagePipeline {
             .is_local()
             .then(|| self.worker.storage.clone());
         http::router(state, files)
+    }
+
+    /// Serves [`ImagePipeline::router`] on `listener` within the `[server]` bounds until
+    /// `shutdown` completes, then lets requests in flight finish (what `ximagepipeline serve` runs).
+    ///
+    /// # Errors
+    /// When the file-descriptor limit cannot hold the connection cap, or the listener fails.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        http::serve::serve(listener, self.router(), &self.config.server, shutdown).await
     }
 
     /// Starts the worker pool; it stops taking work when `shutdown` is cancelled.

@@ -65,6 +65,18 @@ quality = 80
 variants = ["sm", "md", "lg"]
 quality = 80
 
+[server]
+# Sized for a 1,024-descriptor soft limit raised to the usual hard limit; see README.
+max_connections = 4096
+header_read_timeout_secs = 10
+idle_timeout_secs = 60
+http2_max_streams = 32
+upload_idle_timeout_secs = 30
+# 256 kbit/s: a 50 MB upload may take up to 27 minutes.
+upload_min_bytes_per_sec = 32768
+upload_grace_secs = 10
+shutdown_grace_secs = 30
+
 [worker]
 max_attempts = 3
 heartbeat_interval_secs = 5

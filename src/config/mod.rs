@@ -25,6 +25,7 @@ pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
 pub use moderation::{ModerationConfig, ModerationProvider};
 pub use outputs::SourceType;
 pub use raw::RawConfig;
+pub use server::ServerConfig;
 use sources::Layers;
 pub use sources::Origin;
 use toml::Table;
@@ -108,6 +109,8 @@ pub struct Config {
     pub variants: BTreeMap<String, VariantSpec>,
     /// Every source type by name.
     pub source_types: BTreeMap<String, SourceType>,
+    /// Bounds on connections and uploads for `serve`.
+    pub server: ServerConfig,
     /// Worker pool settings.
     pub worker: WorkerConfig,
     /// Content moderation; `None` when off.
@@ -178,6 +181,7 @@ impl Config {
             staging_prefix: backends::key_prefix("staging_prefix", raw.staging_prefix)?,
             media_prefix: backends::key_prefix("media_prefix", raw.media_prefix)?,
             originals_prefix: backends::key_prefix("originals_prefix", raw.originals_prefix)?,
+            server: ServerConfig::read(&raw.server)?,
             worker: worker::read(raw.worker)?,
             data_dir,
             variants,

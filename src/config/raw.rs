@@ -34,6 +34,7 @@ pub struct RawConfig {
     pub worker: RawWorker,
     pub database: RawDatabase,
     pub s3: RawS3,
+    pub server: RawServer,
     pub moderation: Option<RawModeration>,
 }
 
@@ -56,6 +57,20 @@ pub struct RawSourceType {
     pub format: String,
     #[serde(default = "defaults::keep_original")]
     pub keep_original: bool,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub max_connections: u64,
+    pub header_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub http2_max_streams: u32,
+    pub upload_idle_timeout_secs: u64,
+    pub upload_min_bytes_per_sec: u64,
+    pub upload_grace_secs: u64,
+    pub shutdown_grace_secs: u64,
 }
 
 /// The `[worker]` table.

@@ -42,6 +42,12 @@ pub enum ApiError {
     /// 503 `QUEUE_UNAVAILABLE` outside the upload route.
     #[error("The job database is unavailable")]
     QueueUnavailable(#[source] QueueError),
+    /// 408 `REQUEST_TIMEOUT`: the body stopped or came slower than the minimum rate.
+    #[error("The request body arrived too slowly")]
+    BodyTimedOut,
+    /// 500 `INTERNAL`: a defect (a handler panicked); the detail is in the logs.
+    #[error("Internal error")]
+    Internal,
 }
 
 /// The detail of a 5xx answer, for the logging middleware.
@@ -71,6 +77,8 @@ impl ApiError {
             ApiError::StorageUnavailable(_) | ApiError::QueueUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -95,6 +103,8 @@ impl ApiError {
             ApiError::NotFound => "NOT_FOUND",
             ApiError::StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
             ApiError::QueueUnavailable(_) => "QUEUE_UNAVAILABLE",
+            ApiError::BodyTimedOut => "REQUEST_TIMEOUT",
+            ApiError::Internal => "INTERNAL",
         }
     }
 

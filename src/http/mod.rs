@@ -12,21 +12,27 @@
 //! Handlers see an [`AppState`]: the intake (uploads) and the catalogue (status, media), never
 //! the whole service; `/files` sees only the storage.
 
+pub mod body;
 pub mod error;
 pub mod files;
 pub mod media;
+pub mod serve;
 pub mod status;
 pub mod upload;
 
+use std::any::Any;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+pub use body::BodyPace;
 pub use error::ApiError;
 use error::ServerErrorDetail;
+
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::catalog::Catalog;
 use crate::intake::Intake;
@@ -44,6 +50,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// Prefix of the API routes, e.g. `/image-pipeline`.
     pub route_prefix: Arc<str>,
+    /// How fast an upload's body must arrive.
+    pub body_pace: BodyPace,
 }
 
 /// Every route: the API with `state`, and `/files` when `files` (local storage) is given.
@@ -52,19 +60,31 @@ pub fn router(state: AppState, files: Option<Storage>) -> Router {
     if let Some(storage) = files {
         router = router.merge(files_router(storage));
     }
-    router
+    let router = router
         .fallback(|| async { ApiError::NotFound })
-        .layer(axum::middleware::map_response(log_server_errors))
+        .layer(axum::middleware::map_response(log_server_errors));
+    catch_panics(router)
+}
+
+/// `router` with a panic guard: a handler that panics answers 500 `INTERNAL` (the panic is
+/// logged), and the connection and the process carry on.
+pub fn catch_panics(router: Router) -> Router {
+    router.layer(CatchPanicLayer::custom(panicked))
 }
 
 /// The API routes under the prefix.
 fn api_router(state: AppState) -> Router {
     let prefix = state.route_prefix.clone();
     let body_limit = (state.intake.rules().max_file_size + FORM_OVERHEAD) as usize;
+    let pace = state.body_pace;
     Router::new()
         .route(
             &format!("{prefix}/upload"),
-            post(upload::upload).layer(DefaultBodyLimit::max(body_limit)),
+            post(upload::upload)
+                .layer(DefaultBodyLimit::max(body_limit))
+                .layer(axum::middleware::map_request(move |request| async move {
+                    body::paced(pace, request)
+                })),
         )
         .route(&format!("{prefix}/status/{{job_id}}"), get(status::status))
         .route(&format!("{prefix}/media"), get(media::list))
@@ -80,6 +100,17 @@ fn files_router(storage: Storage) -> Router {
     Router::new()
         .route("/files/{*key}", get(files::serve))
         .with_state(storage)
+}
+
+/// A handler panicked: 500 `INTERNAL`, the panic logged, the process and connection alive.
+fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "a request handler panicked");
+    ApiError::Internal.into_response()
 }
 
 /// Logs each 5xx answer once, with the detail the client is not shown.

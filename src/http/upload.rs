@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::body::BodyTimedOut;
 use super::{ApiError, AppState, FORM_OVERHEAD};
 use crate::ids::JobId;
 use crate::intake::{Intake, Staged, SubmitError, Upload};
@@ -148,10 +149,13 @@ async fn drain(mut field: Field<'_>, max_bytes: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A multipart failure: over the body limit is `FILE_TOO_LARGE`, anything else a bad form.
+/// A multipart failure: over the body limit is `FILE_TOO_LARGE`, a body cut off by its pace
+/// `REQUEST_TIMEOUT`, anything else a bad form.
 fn multipart_error(max_bytes: u64) -> impl Fn(MultipartError) -> ApiError {
     move |e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if BodyTimedOut::in_chain(&e).is_some() {
+            ApiError::BodyTimedOut
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             SubmitError::FileTooLarge { max_bytes }.into()
         } else {
             ApiError::InvalidMultipart(e.body_text())

@@ -26,7 +26,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("admin", &["worker", "queue", "storage"]),
-    ("http", &["intake", "catalog", "queue", "storage", "ids"]),
+    (
+        "http",
+        &["intake", "catalog", "queue", "storage", "config", "ids"],
+    ),
 ];
 
 fn src() -> PathBuf {

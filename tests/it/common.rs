@@ -222,10 +222,10 @@ impl TestServer {
         let pipeline = ImagePipeline::open(config).await.unwrap();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        let router = pipeline.router();
+        let server = pipeline.clone();
         tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
+            server
+                .serve(listener, async move { stop.cancelled().await })
                 .await
                 .unwrap();
         });

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod backends;
+mod bounds;
 mod cli;
 mod common;
 mod corpus;
