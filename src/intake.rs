@@ -8,8 +8,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::ids::JobId;
@@ -18,7 +20,15 @@ use crate::queue::{JobStore, NewJob, QueueError, now_ms};
 use crate::storage::{ObjectWriter, Storage, StorageError};
 
 /// How many leading bytes of an upload are kept in memory for sniffing and the header probe.
-pub const HEAD_BYTES: usize = 1 << 20;
+pub const HEAD_BYTES: usize = 64 * 1024;
+
+/// When the header goes on past the head, how far into the staged object the probe reads
+/// (once, after the upload ended). A header further in is left to the worker, which checks it
+/// before decoding: the intake never holds more than this of an upload.
+pub const PROBE_WINDOW: u64 = 1 << 20;
+
+/// How long a client told `BUSY` is asked to wait.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Why an upload was refused. Each variant is one contract code (`http::ApiError` maps them).
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +70,12 @@ pub enum SubmitError {
     /// The job insert failed.
     #[error("Failed to create processing job")]
     Queue(#[source] QueueError),
+    /// Uploads in flight already hold the memory budget for uploads.
+    #[error("Too many uploads in progress; retry shortly")]
+    Busy {
+        /// When to try again.
+        retry_after: Duration,
+    },
 }
 
 impl From<PipelineError> for SubmitError {
@@ -85,6 +101,8 @@ pub struct UploadRules {
     pub source_types: BTreeSet<String>,
     /// Attempts a new job gets.
     pub max_attempts: u32,
+    /// Memory all uploads in flight may hold together (heads and write buffers).
+    pub memory_budget: u64,
 }
 
 impl UploadRules {
@@ -96,6 +114,7 @@ impl UploadRules {
             limits: config.limits,
             source_types: config.source_types.keys().cloned().collect(),
             max_attempts: config.worker.max_attempts,
+            memory_budget: config.server.upload_memory_bytes,
         }
     }
 }
@@ -106,6 +125,8 @@ pub struct Intake {
     jobs: Arc<dyn JobStore>,
     storage: Storage,
     rules: Arc<UploadRules>,
+    /// The memory budget of uploads in flight, in KiB.
+    budget: Arc<Semaphore>,
 }
 
 /// An upload already written to staging.
@@ -120,6 +141,8 @@ pub struct Staged {
     pub head: Vec<u8>,
     /// The client's file name, if any.
     pub filename: Option<String>,
+    /// Its share of the memory budget, held until it is queued or refused.
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 /// An upload being streamed into staging: the size limit is enforced as the bytes arrive and
@@ -132,6 +155,7 @@ pub struct Upload {
     size: u64,
     head: Vec<u8>,
     filename: Option<String>,
+    budget: OwnedSemaphorePermit,
 }
 
 impl Upload {
@@ -166,6 +190,7 @@ impl Upload {
             size: self.size,
             head: self.head,
             filename: self.filename,
+            _budget: Some(self.budget),
         })
     }
 
@@ -184,10 +209,12 @@ pub fn is_valid_source_id(id: &str) -> bool {
 impl Intake {
     /// An intake over `jobs` and `storage` with `rules`.
     pub fn new(jobs: Arc<dyn JobStore>, storage: Storage, rules: UploadRules) -> Intake {
+        let budget_kib = usize::try_from(rules.memory_budget / 1024).unwrap_or(usize::MAX);
         Intake {
             jobs,
             storage,
             rules: Arc::new(rules),
+            budget: Arc::new(Semaphore::new(budget_kib.min(Semaphore::MAX_PERMITS))),
         }
     }
 
@@ -220,11 +247,24 @@ impl Intake {
         Ok(())
     }
 
-    /// Starts streaming a file into a new staging object.
+    /// Starts streaming a file into a new staging object. Each upload in flight holds its head
+    /// and one write buffer, taken from the uploads' memory budget; `at_most` (the request's
+    /// declared length, when there is one) lets a small upload take only what it can fill.
     ///
     /// # Errors
-    /// `Storage` when the store cannot take a write.
-    pub fn begin_upload(&self, filename: Option<String>) -> Result<Upload, SubmitError> {
+    /// `Busy` when the budget is spent, `Storage` when the store cannot take a write.
+    pub fn begin_upload(
+        &self,
+        filename: Option<String>,
+        at_most: Option<u64>,
+    ) -> Result<Upload, SubmitError> {
+        let at_most = usize::try_from(at_most.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        let cost = kib(HEAD_BYTES.min(at_most) + self.storage.write_buffer_bytes().min(at_most));
+        let budget = Arc::clone(&self.budget)
+            .try_acquire_many_owned(cost)
+            .map_err(|_| SubmitError::Busy {
+                retry_after: BUSY_RETRY_AFTER,
+            })?;
         let job_id = JobId::generate();
         let key = self.storage.keys().staging(&job_id);
         let writer = self.storage.writer(&key).map_err(SubmitError::Storage)?;
@@ -236,6 +276,7 @@ impl Intake {
             size: 0,
             head: Vec::new(),
             filename,
+            budget,
         })
     }
 
@@ -275,6 +316,7 @@ impl Intake {
             size,
             head,
             filename: None,
+            _budget: None,
         })
     }
 
@@ -321,20 +363,8 @@ impl Intake {
                 mime: mime.to_owned(),
             });
         }
-        let limits = &self.rules.limits;
-        if let Err(e) = pipeline::probe(&staged.head, limits) {
-            // A header longer than the kept head (rare: huge metadata) needs the whole file.
-            let whole_file_differs = staged.size > staged.head.len() as u64
-                && !matches!(e, PipelineError::TooManyPixels { .. });
-            if !whole_file_differs {
-                return Err(e.into());
-            }
-            let bytes = self
-                .storage
-                .get(&staged.key)
-                .await
-                .map_err(SubmitError::Storage)?;
-            pipeline::probe(&bytes, limits)?;
+        if let Err(e) = pipeline::probe(&staged.head, &self.rules.limits) {
+            self.probe_further(staged, e).await?;
         }
         let job = NewJob {
             id: staged.job_id.clone(),
@@ -351,6 +381,46 @@ impl Intake {
             .await
             .map_err(SubmitError::Queue)
     }
+}
+
+impl Intake {
+    /// The head ended inside the header (large metadata before the frame header, say): probes
+    /// the first [`PROBE_WINDOW`] of the staged object instead. A header that goes on past even
+    /// that is accepted here and checked by the worker before any decoding.
+    async fn probe_further(
+        &self,
+        staged: &Staged,
+        first: PipelineError,
+    ) -> Result<(), SubmitError> {
+        let cut_short = matches!(first, PipelineError::Truncated { .. })
+            && staged.size > staged.head.len() as u64;
+        if !cut_short {
+            return Err(first.into());
+        }
+        let window = staged.size.min(PROBE_WINDOW);
+        let _memory = Arc::clone(&self.budget)
+            .acquire_many_owned(kib(window as usize))
+            .await
+            .expect("the budget is never closed");
+        let bytes = self
+            .storage
+            .get_range(&staged.key, 0..window)
+            .await
+            .map_err(SubmitError::Storage)?;
+        match pipeline::probe(&bytes, &self.rules.limits) {
+            Ok(_) => Ok(()),
+            Err(PipelineError::Truncated { .. }) if staged.size > window => {
+                tracing::debug!(job = %staged.job_id, "header beyond the probe window; the worker checks it");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `bytes` in KiB, rounded up: the unit of the memory budget.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

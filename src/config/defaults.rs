@@ -75,6 +75,9 @@ upload_idle_timeout_secs = 30
 # 256 kbit/s: a 50 MB upload may take up to 27 minutes.
 upload_min_bytes_per_sec = 32768
 upload_grace_secs = 10
+# Memory all uploads in flight may hold (each holds a 64 KiB head and one write buffer: 64 KiB
+# on local storage, a 5 MiB part on S3): 2,048 uploads at once locally, 51 on S3.
+upload_memory_bytes = 268435456
 shutdown_grace_secs = 30
 
 [worker]

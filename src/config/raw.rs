@@ -70,6 +70,7 @@ pub struct RawServer {
     pub upload_idle_timeout_secs: u64,
     pub upload_min_bytes_per_sec: u64,
     pub upload_grace_secs: u64,
+    pub upload_memory_bytes: u64,
     pub shutdown_grace_secs: u64,
 }
 

@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub upload_grace: Duration,
     /// On shutdown, how long open connections get to finish their requests.
     pub shutdown_grace: Duration,
+    /// Memory all uploads in flight may hold together; past it, uploads get 503 `BUSY`.
+    pub upload_memory_bytes: u64,
 }
 
 impl ServerConfig {
@@ -90,6 +92,7 @@ impl ServerConfig {
             )?,
             upload_grace: Duration::from_secs(raw.upload_grace_secs),
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
+            upload_memory_bytes: positive("upload_memory_bytes", raw.upload_memory_bytes)?,
         })
     }
 }

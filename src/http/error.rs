@@ -7,7 +7,7 @@
 //! response extension that `log_server_errors` logs once; the client never sees it.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -68,7 +68,9 @@ impl ApiError {
                 SubmitError::Unreadable(_) | SubmitError::TooManyPixels(_) => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
-                SubmitError::Storage(_) | SubmitError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+                SubmitError::Storage(_) | SubmitError::Queue(_) | SubmitError::Busy { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             },
             ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
             ApiError::JobNotFound | ApiError::MediaNotFound | ApiError::NotFound => {
@@ -96,6 +98,7 @@ impl ApiError {
                 SubmitError::TooManyPixels(_) => "TOO_MANY_PIXELS",
                 SubmitError::Storage(_) => "STORAGE_UNAVAILABLE",
                 SubmitError::Queue(_) => "QUEUE_UNAVAILABLE",
+                SubmitError::Busy { .. } => "BUSY",
             },
             ApiError::InvalidMultipart(_) => "INVALID_MULTIPART",
             ApiError::JobNotFound => "JOB_NOT_FOUND",
@@ -126,6 +129,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.to_string(), "code": self.code() }));
         let mut response = (self.status(), body).into_response();
+        if let ApiError::Submit(SubmitError::Busy { retry_after }) = &self {
+            let secs = retry_after.as_secs().max(1).to_string();
+            if let Ok(value) = secs.parse() {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
         if let Some(detail) = self.server_detail() {
             response.extensions_mut().insert(ServerErrorDetail(detail));
         }

@@ -43,7 +43,7 @@ pub async fn upload(
     }
     let mut multipart = multipart.map_err(|_| SubmitError::NoFile)?;
     let mut form = Form::default();
-    if let Err(e) = read_form(intake, &mut multipart, &mut form).await {
+    if let Err(e) = read_form(intake, &mut multipart, &mut form, declared).await {
         if let Some(staged) = &form.staged {
             intake.discard(staged).await;
         }
@@ -81,6 +81,7 @@ async fn read_form(
     intake: &Intake,
     multipart: &mut Multipart,
     form: &mut Form,
+    declared: Option<u64>,
 ) -> Result<(), ApiError> {
     let max_bytes = intake.rules().max_file_size;
     while let Some(field) = multipart
@@ -90,7 +91,8 @@ async fn read_form(
     {
         match field.name() {
             Some("file") if form.staged.is_none() => {
-                let upload = intake.begin_upload(field.file_name().map(str::to_owned))?;
+                let filename = field.file_name().map(str::to_owned);
+                let upload = intake.begin_upload(filename, declared)?;
                 form.staged = Some(stage(upload, field, max_bytes).await?);
             }
             Some("sourceType") => form.source_type = Some(text(field, max_bytes).await?),

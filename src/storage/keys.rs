@@ -69,6 +69,26 @@ impl Keys {
         (!id.is_empty() && !id.contains('/')).then(|| JobId::from_string(id))
     }
 
+    /// The stored object a public request names, as its canonical key: trailing slashes
+    /// dropped, every segment in the alphabet our keys are made of (`[A-Za-z0-9._-]`, which
+    /// leaves out the `#n` of a local store's temporary files), under the media or originals
+    /// prefix and with an image extension. `None` for anything we never store publicly.
+    pub fn public_object(&self, requested: &str) -> Option<String> {
+        let key = requested.trim_end_matches('/');
+        let segment_ok = |segment: &str| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        let ok = key.split('/').all(segment_ok)
+            && self.is_public(key)
+            && content_type(key) != "application/octet-stream";
+        ok.then(|| key.to_owned())
+    }
+
     /// Whether a key may be served publicly: media and originals, never staging.
     pub fn is_public(&self, key: &str) -> bool {
         [&self.media, &self.originals].iter().any(|p| {
@@ -120,6 +140,26 @@ mod tests {
             keys().job_of_staging_key("staging/j1"),
             Some(JobId::from_string("j1"))
         );
+    }
+
+    #[test]
+    fn public_requests_resolve_to_our_keys_or_nothing() {
+        let k = keys();
+        assert_eq!(
+            k.public_object("media/a/u1/med_1/md.webp/").as_deref(),
+            Some("media/a/u1/med_1/md.webp")
+        );
+        for bad in [
+            "media/a/u1/med_1/x#1",
+            "media/a/u1/med_1/md.webp#1",
+            "media/a//med_1/md.webp",
+            "media/a/../b/md.webp",
+            "media/a/u1/med_1/md",
+            "staging/j1.webp",
+            "media/a/u1/med_1/m d.webp",
+        ] {
+            assert_eq!(k.public_object(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -16,7 +16,9 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{
+    Attribute, AttributeValue, Attributes, ObjectStore, ObjectStoreExt, PutOptions,
+};
 use tokio::io::AsyncWriteExt;
 
 pub use keys::{Keys, content_type};
@@ -48,6 +50,21 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StorageError {
+    /// Whether the store itself is failing (unreachable, I/O errors), as opposed to a request
+    /// for something that is not there or cannot be named.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            StorageError::Backend(e) => matches!(
+                e,
+                object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+            ),
+            StorageError::Io(_) | StorageError::Folder { .. } => true,
+            StorageError::NotFound(_) | StorageError::InvalidKey(_) => false,
+        }
+    }
 }
 
 impl From<object_store::Error> for StorageError {
@@ -149,13 +166,35 @@ impl Storage {
         format!("{}/{key}", self.public_base_url)
     }
 
-    /// Writes a whole object.
+    /// Writes a whole object. In a bucket, a public object carries its `Content-Type` and the
+    /// `Cache-Control` that `/files` sends, so a bucket or CDN serving it directly answers the
+    /// same (a local folder keeps no attributes: `/files` adds them).
     ///
     /// # Errors
     /// [`StorageError::Backend`] when the store fails.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
-        self.store.put(&path(key)?, bytes.into()).await?;
+        let options = PutOptions {
+            attributes: self.attributes(key),
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&path(key)?, bytes.into(), options)
+            .await?;
         Ok(())
+    }
+
+    /// The attributes an object at `key` is stored with.
+    fn attributes(&self, key: &str) -> Attributes {
+        if self.is_local || !self.keys.is_public(key) {
+            return Attributes::new();
+        }
+        Attributes::from_iter([
+            (
+                Attribute::ContentType,
+                AttributeValue::from(content_type(key)),
+            ),
+            (Attribute::CacheControl, AttributeValue::from(IMMUTABLE)),
+        ])
     }
 
     /// Reads a whole object.
@@ -164,6 +203,18 @@ impl Storage {
     /// [`StorageError::NotFound`] when there is none.
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         Ok(self.store.get(&path(key)?).await?.bytes().await?)
+    }
+
+    /// Reads a byte range of an object.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when there is none.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StorageError> {
+        Ok(self.store.get_range(&path(key)?, range).await?)
     }
 
     /// Streams an object, with its size.
@@ -234,23 +285,39 @@ impl Storage {
             .await
     }
 
-    /// Starts a streamed write of `key`. Up to [`PART_SIZE`] is buffered and written with one
-    /// request; anything larger becomes a multipart upload with at most [`PARTS_IN_FLIGHT`]
-    /// parts in memory, so an upload never holds the whole file.
+    /// Starts a streamed write of `key` that holds at most [`Storage::write_buffer_bytes`] in
+    /// memory, whatever the object's size: a local file is written through in small pieces; a
+    /// bucket gets one multipart part at a time (S3's minimum part is 5 MiB).
     ///
     /// # Errors
     /// [`StorageError::InvalidKey`] for a key that is not a valid object path.
     pub fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
-        let writer = BufWriter::with_capacity(Arc::clone(&self.store), path(key)?, PART_SIZE)
-            .with_max_concurrency(PARTS_IN_FLIGHT);
+        let writer = BufWriter::with_capacity(
+            Arc::clone(&self.store),
+            path(key)?,
+            self.write_buffer_bytes(),
+        )
+        .with_max_concurrency(1)
+        .with_attributes(self.attributes(key));
         Ok(ObjectWriter { inner: writer })
+    }
+
+    /// The most one [`ObjectWriter`] buffers.
+    pub fn write_buffer_bytes(&self) -> usize {
+        if self.is_local {
+            LOCAL_PIECE
+        } else {
+            PART_SIZE
+        }
     }
 }
 
-/// Size of a multipart upload's parts (S3's minimum is 5 MiB), and the most a small upload buffers.
+/// Size of a multipart upload's parts in a bucket (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
-/// Parts of one upload sent at once.
-pub const PARTS_IN_FLIGHT: usize = 2;
+/// Size of the pieces a local file is written in.
+pub const LOCAL_PIECE: usize = 64 * 1024;
+/// `Cache-Control` of stored media: a key never changes content.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// A streamed write in progress; nothing is visible until [`ObjectWriter::finish`].
 pub struct ObjectWriter {

@@ -252,3 +252,62 @@ async fn a_panicking_handler_answers_500_and_the_server_lives() {
     let fine = client.get(format!("{url}/fine")).send().await.unwrap();
     assert_eq!(fine.text().await.unwrap(), "fine");
 }
+
+/// Opens an upload that sends its head and the first `sent` bytes of the file, then stalls.
+async fn stalled_upload(server: &TestServer, sent: usize) -> TcpStream {
+    let (mut head, _) = upload_head(10_000_000);
+    head.extend(std::iter::repeat_n(0u8, sent));
+    let mut stream = TcpStream::connect(addr(server)).await.unwrap();
+    stream.write_all(&head).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn past_the_upload_memory_budget_uploads_get_503_busy_until_one_ends() {
+    // Two local uploads' worth (64 KiB head + 64 KiB write buffer each).
+    let server = TestServer::start_with("[server]\nupload_memory_bytes = 262144\n").await;
+    let stalled = [
+        stalled_upload(&server, 1000).await,
+        stalled_upload(&server, 1000).await,
+    ];
+    // Once both stalled uploads hold their share, a third is refused at once.
+    let deadline = Instant::now() + CUT_OFF_WITHIN;
+    let refused = loop {
+        let form = reqwest::multipart::Form::new()
+            .text("sourceType", "avatar")
+            .text("sourceId", "u1")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(png(8, 8)).file_name("a.png"),
+            );
+        let res = server
+            .client
+            .post(format!("{}/image-pipeline/upload", server.url))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break res;
+        }
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert!(Instant::now() < deadline, "the budget never ran out");
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "BUSY");
+
+    // When the stalled clients go away, their share comes back.
+    drop(stalled);
+    let deadline = Instant::now() + CUT_OFF_WITHIN;
+    loop {
+        let (status, body) = server.upload(png(8, 8), "avatar", "u2").await;
+        if status == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(body["code"], "BUSY");
+        assert!(Instant::now() < deadline, "the budget was not given back");
+        tokio::task::yield_now().await;
+    }
+}

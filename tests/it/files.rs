@@ -44,3 +44,26 @@ async fn keys_cannot_escape_or_reach_staging() {
         assert!(!res.text().await.unwrap().contains("secret"), "{path}");
     }
 }
+
+/// Odd spellings of a key are answered as what they are: a trailing slash is the same object
+/// with its type; a store's own file names (`x#1`) and other characters our keys never use
+/// are 404, never a 503 that would report the store down.
+#[tokio::test]
+async fn odd_spellings_of_keys_are_the_object_or_404_never_503() {
+    let server = TestServer::start().await;
+    let (_, body) = server.process(png(100, 100), "avatar").await;
+    let xs = body["media"]["urls"]["xs"].as_str().unwrap();
+    let res = server.client.get(format!("{xs}/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "image/webp");
+    let folder = xs.rsplit_once('/').unwrap().0;
+    for odd in ["x%231", "xs.webp%231", "x%20y.webp", "xs.webp%00", "xs"] {
+        let res = server
+            .client
+            .get(format!("{folder}/{odd}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{odd}");
+    }
+}

@@ -86,6 +86,52 @@ async fn upload_with_postgres_and_s3_completes_and_deletes_cleanly() {
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
 
+/// Objects in a bucket carry their type and caching, so a bucket or CDN serving them directly
+/// answers as `/files` does (never `binary/octet-stream`).
+#[tokio::test]
+async fn bucket_objects_carry_their_content_type_and_caching() {
+    use object_store::{Attribute, ObjectStoreExt};
+    let (schema, bucket) = (PgSchema::create().await, S3Bucket::create());
+    let server = server(&schema, &bucket).await;
+    let (code, body) = server
+        .upload(corpus_bytes("photos/kodim03.png"), "avatar", "types-1")
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(server.drain().await, 1);
+    let (_, status) = server.status_of(&body).await;
+    let client = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&bucket.name)
+        .with_endpoint(&crate::backends::s3_server().endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(crate::backends::S3_ACCESS_KEY)
+        .with_secret_access_key(crate::backends::S3_SECRET_KEY)
+        .build()
+        .unwrap();
+    for key in media_keys(&status["media"]) {
+        let got = client
+            .get(&object_store::path::Path::from(key.as_str()))
+            .await
+            .unwrap();
+        let expected = if key.ends_with(".webp") {
+            "image/webp"
+        } else {
+            "image/png"
+        };
+        let attribute = |a| got.attributes.get(&a).map(|v| v.to_string());
+        assert_eq!(
+            attribute(Attribute::ContentType).as_deref(),
+            Some(expected),
+            "{key}"
+        );
+        assert_eq!(
+            attribute(Attribute::CacheControl).as_deref(),
+            Some(ximagepipeline::storage::IMMUTABLE),
+            "{key}"
+        );
+    }
+}
+
 /// An upload larger than one part goes to staging as an S3 multipart upload, arrives whole, and
 /// is processed like any other.
 #[tokio::test]
