@@ -80,6 +80,7 @@ mod tests {
             attempts: 1,
             max_attempts: 3,
             error: None,
+            error_code: None,
             moderation_result: None,
             moderation_details: None,
             locked_by: None,

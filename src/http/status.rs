@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 use super::media::media_json;
 use super::{ApiError, AppState};
 use crate::ids::JobId;
-use crate::queue::{JobReport, JobStatus};
+use crate::queue::{JobErrorCode, JobReport, JobStatus};
 
-/// 202 while PENDING/PROCESSING, 200 COMPLETE with `media`, 400 REJECTED, 500 FAILED, 404 unknown.
+/// 202 while PENDING/PROCESSING, 200 COMPLETE with `media`, 400 REJECTED, 500 FAILED (with its
+/// `code` and safe `error` sentence), 404 unknown.
 pub async fn status(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
@@ -43,15 +44,21 @@ pub async fn status(
                 "moderationDetails": job.moderation_details,
             }),
         ),
-        JobStatus::Failed => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({
-                "jobId": job.id,
-                "status": status,
-                "error": job.error.unwrap_or_else(|| "processing failed".to_owned()),
-                "attempts": job.attempts,
-            }),
-        ),
+        JobStatus::Failed => {
+            // Every FAILED row has a code (migration 0002 gave old rows INTERNAL); the fallback
+            // only keeps the body whole.
+            let code = job.error_code.unwrap_or(JobErrorCode::Internal);
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({
+                    "jobId": job.id,
+                    "status": status,
+                    "error": job.error.unwrap_or_else(|| code.sentence().to_owned()),
+                    "code": code.as_str(),
+                    "attempts": job.attempts,
+                }),
+            )
+        }
     };
     Ok((code, Json(body)))
 }

@@ -10,17 +10,31 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 /// One migration file: its version, description and SQL.
 type File = (i64, &'static str, &'static str);
 
-const SQLITE: &[File] = &[(
-    1,
-    "jobs media",
-    include_str!("../../migrations/sqlite/0001_jobs_media.sql"),
-)];
+const SQLITE: &[File] = &[
+    (
+        1,
+        "jobs media",
+        include_str!("../../migrations/sqlite/0001_jobs_media.sql"),
+    ),
+    (
+        2,
+        "error codes",
+        include_str!("../../migrations/sqlite/0002_error_codes.sql"),
+    ),
+];
 
-const POSTGRES: &[File] = &[(
-    1,
-    "jobs media",
-    include_str!("../../migrations/postgres/0001_jobs_media.sql"),
-)];
+const POSTGRES: &[File] = &[
+    (
+        1,
+        "jobs media",
+        include_str!("../../migrations/postgres/0001_jobs_media.sql"),
+    ),
+    (
+        2,
+        "error codes",
+        include_str!("../../migrations/postgres/0002_error_codes.sql"),
+    ),
+];
 
 /// The SQLite store's migrations.
 pub(super) fn sqlite() -> Migrator {

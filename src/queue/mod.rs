@@ -10,6 +10,7 @@
 //! its claim changes nothing. Times are milliseconds since the Unix epoch and are passed in by
 //! the caller, so tests move the clock instead of sleeping.
 
+mod error_code;
 mod migrations;
 mod postgres;
 mod rows;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::{Migrate, Migrator};
 use tokio::sync::watch;
 
+pub use error_code::JobErrorCode;
 pub use postgres::PgJobStore;
 pub use sqlite::SqliteJobStore;
 
@@ -114,7 +116,7 @@ pub enum JobStatus {
     Complete,
     /// Refused by content moderation.
     Rejected,
-    /// Given up; `error` says why.
+    /// Given up; `error_code` and `error` say why.
     Failed,
 }
 
@@ -200,8 +202,10 @@ pub struct Job {
     pub attempts: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
-    /// Why the last attempt failed, in words.
+    /// Why the last attempt failed: a sentence safe to show (never paths, hosts or debug text).
     pub error: Option<String>,
+    /// The code of the last failure; always set on a FAILED job.
+    pub error_code: Option<JobErrorCode>,
     /// Moderation verdict word, when moderation ran.
     pub moderation_result: Option<String>,
     /// Moderation details (flags, confidence, scores).
@@ -359,20 +363,24 @@ pub trait JobStore: Send + Sync + 'static {
         now: Millis,
     ) -> Result<bool, QueueError>;
 
-    /// Ends the job FAILED with `error`, only while `worker` holds the claim.
+    /// Ends the job FAILED with `code` and the safe sentence `error`, only while `worker` holds
+    /// the claim.
     async fn fail(
         &self,
         id: &JobId,
         worker: &str,
+        code: JobErrorCode,
         error: &str,
         now: Millis,
     ) -> Result<bool, QueueError>;
 
-    /// Puts the job back to PENDING, due at `run_at`, keeping `error` as the last failure.
+    /// Puts the job back to PENDING, due at `run_at`, keeping `code` and `error` as the last
+    /// failure.
     async fn retry(
         &self,
         id: &JobId,
         worker: &str,
+        code: JobErrorCode,
         error: &str,
         run_at: Millis,
         now: Millis,

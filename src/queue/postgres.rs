@@ -16,7 +16,9 @@ use tokio::task::AbortHandle;
 use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
-use super::{Job, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema};
+use super::{
+    Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema,
+};
 use crate::config::DatabaseConfig;
 
 /// Claims the oldest due PENDING job ($2 is now) for worker $1.
@@ -236,12 +238,14 @@ impl JobStore for PgJobStore {
         &self,
         id: &JobId,
         worker: &str,
+        code: JobErrorCode,
         error: &str,
         now: Millis,
     ) -> Result<bool, QueueError> {
         let done = sqlx::query(sql::FAIL)
             .bind(id.as_str())
             .bind(worker)
+            .bind(code.as_str())
             .bind(error)
             .bind(now)
             .execute(&self.pool)
@@ -253,6 +257,7 @@ impl JobStore for PgJobStore {
         &self,
         id: &JobId,
         worker: &str,
+        code: JobErrorCode,
         error: &str,
         run_at: Millis,
         now: Millis,
@@ -260,6 +265,7 @@ impl JobStore for PgJobStore {
         let done = sqlx::query(sql::RETRY)
             .bind(id.as_str())
             .bind(worker)
+            .bind(code.as_str())
             .bind(error)
             .bind(run_at)
             .bind(now)

@@ -7,7 +7,7 @@
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
-use super::{Job, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant};
+use super::{Job, JobErrorCode, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant};
 
 /// A `jobs` row.
 pub(super) struct JobRow {
@@ -24,6 +24,7 @@ pub(super) struct JobRow {
     attempts: i64,
     max_attempts: i64,
     error: Option<String>,
+    error_code: Option<String>,
     moderation_result: Option<String>,
     moderation_details: Option<Json<serde_json::Value>>,
     locked_by: Option<String>,
@@ -56,6 +57,7 @@ where
             attempts: row.try_get("attempts")?,
             max_attempts: row.try_get("max_attempts")?,
             error: row.try_get("error")?,
+            error_code: row.try_get("error_code")?,
             moderation_result: row.try_get("moderation_result")?,
             moderation_details: row.try_get("moderation_details")?,
             locked_by: row.try_get("locked_by")?,
@@ -87,6 +89,13 @@ impl TryFrom<JobRow> for Job {
             attempts: count(row.attempts, "attempts")?,
             max_attempts: count(row.max_attempts, "max_attempts")?,
             error: row.error,
+            error_code: row
+                .error_code
+                .map(|word| {
+                    JobErrorCode::parse(&word)
+                        .ok_or_else(|| QueueError::Corrupt(format!("unknown error code {word:?}")))
+                })
+                .transpose()?,
             moderation_result: row.moderation_result,
             moderation_details: row.moderation_details.map(|Json(v)| v),
             locked_by: row.locked_by,

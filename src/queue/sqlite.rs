@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
-use super::{Job, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema};
+use super::{
+    Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema,
+};
 use crate::config::DatabaseConfig;
 
 /// Claims the oldest due PENDING job ($2 is now) for worker $1.
@@ -209,12 +211,14 @@ impl JobStore for SqliteJobStore {
         &self,
         id: &JobId,
         worker: &str,
+        code: JobErrorCode,
         error: &str,
         now: Millis,
     ) -> Result<bool, QueueError> {
         let done = sqlx::query(sql::FAIL)
             .bind(id.as_str())
             .bind(worker)
+            .bind(code.as_str())
             .bind(error)
             .bind(now)
             .execute(&self.pool)
@@ -226,6 +230,7 @@ impl JobStore for SqliteJobStore {
         &self,
         id: &JobId,
         worker: &str,
+        code: JobErrorCode,
         error: &str,
         run_at: Millis,
         now: Millis,
@@ -233,6 +238,7 @@ impl JobStore for SqliteJobStore {
         let done = sqlx::query(sql::RETRY)
             .bind(id.as_str())
             .bind(worker)
+            .bind(code.as_str())
             .bind(error)
             .bind(run_at)
             .bind(now)

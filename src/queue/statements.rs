@@ -31,7 +31,7 @@ pub(super) const HEARTBEAT: &str = "
 /// Marks job $1 of worker $2 COMPLETE with media $3 at $4 (in one transaction with
 /// [`INSERT_MEDIA`]).
 pub(super) const COMPLETE_JOB: &str = "
-    UPDATE jobs SET status = 'COMPLETE', media_id = $3, error = NULL,
+    UPDATE jobs SET status = 'COMPLETE', media_id = $3, error = NULL, error_code = NULL,
            locked_by = NULL, locked_at = NULL, updated_at = $4
     WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
 
@@ -52,16 +52,17 @@ pub(super) const REJECT: &str = "
            moderation_details = $3, locked_by = NULL, locked_at = NULL, updated_at = $4
     WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
 
-/// Ends job $1 of worker $2 FAILED with error $3 at $4.
+/// Ends job $1 of worker $2 FAILED with code $3 and error sentence $4 at $5.
 pub(super) const FAIL: &str = "
-    UPDATE jobs SET status = 'FAILED', error = $3, locked_by = NULL, locked_at = NULL,
-           updated_at = $4
+    UPDATE jobs SET status = 'FAILED', error_code = $3, error = $4, locked_by = NULL,
+           locked_at = NULL, updated_at = $5
     WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
 
-/// Puts job $1 of worker $2 back to PENDING with error $3, due at $4, updated at $5.
+/// Puts job $1 of worker $2 back to PENDING with code $3 and error sentence $4 of the failed
+/// attempt, due at $5, updated at $6.
 pub(super) const RETRY: &str = "
-    UPDATE jobs SET status = 'PENDING', error = $3, run_at = $4, locked_by = NULL,
-           locked_at = NULL, updated_at = $5
+    UPDATE jobs SET status = 'PENDING', error_code = $3, error = $4, run_at = $5,
+           locked_by = NULL, locked_at = NULL, updated_at = $6
     WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
 
 /// Takes back claims with a heartbeat before $1, at $2: PENDING and due at once, or FAILED when
@@ -72,8 +73,9 @@ pub(super) const RESCUE_STALE: &str = "
            status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
            run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $2 END,
            error = CASE WHEN attempts >= max_attempts
-               THEN 'the worker processing this image stopped responding on every attempt'
-               ELSE error END
+               THEN 'The worker processing this image stopped responding on every attempt.'
+               ELSE error END,
+           error_code = CASE WHEN attempts >= max_attempts THEN 'INTERNAL' ELSE error_code END
     WHERE status = 'PROCESSING' AND locked_at < $1
     RETURNING *";
 

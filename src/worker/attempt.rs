@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Context, Failure, moderate};
+use super::{Context, Failure, Fault, moderate};
 use crate::ids::MediaId;
 use crate::pipeline::{self, Processed};
-use crate::queue::{Job, Media, StoredVariant, now_ms};
+use crate::queue::{Job, JobErrorCode, Media, StoredVariant, now_ms};
 use crate::storage::StorageError;
 
 /// Runs one attempt; on success the media is stored but not yet recorded.
@@ -21,32 +21,28 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
         storage
             .delete_attempt(&job.source_type, &job.source_id, previous)
             .await
-            .map_err(|e| {
-                Failure::Transient(format!("could not clean up an earlier attempt: {e}"))
-            })?;
+            .map_err(|e| Failure::storage(format!("could not clean up an earlier attempt: {e}")))?;
     }
     let media_id = MediaId::generate();
     match context.jobs.start_attempt(&job.id, worker, &media_id).await {
         Ok(true) => {}
-        Ok(false) => {
-            return Err(Failure::Transient(
-                "the claim was lost before processing began".into(),
-            ));
-        }
-        Err(e) => return Err(Failure::Transient(e.to_string())),
+        Ok(false) => return Err(Failure::claim_lost("before processing began")),
+        Err(e) => return Err(Failure::queue(e)),
     }
     let bytes = storage.get(&job.staging_key).await.map_err(|e| match e {
-        StorageError::NotFound(_) => {
-            Failure::Permanent("the uploaded file is no longer in staging".into())
-        }
-        e => Failure::Transient(format!("could not read the upload: {e}")),
+        StorageError::NotFound(_) => Failure::Permanent(Fault {
+            code: JobErrorCode::StorageUnavailable,
+            message: "The uploaded file is no longer available.".into(),
+            detail: format!("{} is no longer in staging", job.staging_key),
+        }),
+        e => Failure::storage(format!("could not read the upload: {e}")),
     })?;
     let spec = context
         .outputs
         .get(&job.source_type)
         .cloned()
         .ok_or_else(|| {
-            Failure::Permanent(format!(
+            Failure::internal(format!(
                 "source type {:?} is no longer configured",
                 job.source_type
             ))
@@ -88,20 +84,9 @@ async fn off_thread<T: Send + 'static>(
     // On timeout the thread cannot be stopped; its result is dropped when it ends.
     tokio::time::timeout(left, tokio::task::spawn_blocking(work))
         .await
-        .map_err(|_| {
-            Failure::Permanent(format!(
-                "processing took longer than the {} s limit",
-                budget.as_secs_f64()
-            ))
-        })?
-        .map_err(|e| Failure::Permanent(format!("processing crashed: {e}")))?
-        .map_err(|e| {
-            if e.is_permanent() {
-                Failure::Permanent(e.to_string())
-            } else {
-                Failure::Transient(e.to_string())
-            }
-        })
+        .map_err(|_| Failure::timed_out(budget))?
+        .map_err(|e| Failure::internal(format!("processing crashed: {e}")))?
+        .map_err(Failure::from)
 }
 
 /// Writes the variants and the original under a fresh media id; on failure removes them again.
@@ -152,7 +137,7 @@ async fn store(
         .map(|(key, bytes)| async move { storage.put(&key, bytes).await });
     if let Err(e) = futures::future::try_join_all(puts).await {
         remove(context, media.keys()).await;
-        return Err(Failure::Transient(format!(
+        return Err(Failure::storage(format!(
             "could not store the results: {e}"
         )));
     }

@@ -99,7 +99,7 @@ async fn run_job_in_span(context: &Context, worker: &str, job: Job) {
                 // The commit may have happened; the objects stay. If it did not, the next
                 // attempt removes them through `attempt_media_id`.
                 tracing::warn!(error = %e, "could not record completion; will retry");
-                give_back(context, worker, &job, &Failure::Transient(e.to_string())).await;
+                give_back(context, worker, &job, &Failure::queue(e)).await;
             }
         },
         Err(failure) => give_back(context, worker, &job, &failure).await,
@@ -112,25 +112,27 @@ async fn give_back(context: &Context, worker: &str, job: &Job, failure: &Failure
     let jobs = &context.jobs;
     let now = now_ms();
     let final_attempt = failure.is_permanent() || job.attempts >= job.max_attempts;
+    // The client sees the code and the sentence; the detail goes only to this log line.
     let recorded = match failure {
         Failure::Rejected(verdict) => {
-            tracing::warn!(flags = ?verdict.flags, confidence = verdict.confidence, "rejected by moderation");
+            tracing::warn!(job = %job.id, flags = ?verdict.flags, confidence = verdict.confidence, "rejected by moderation");
             jobs.reject(&job.id, worker, &verdict.details(), now).await
         }
-        failure if final_attempt => {
-            tracing::warn!(error = %failure.message(), "failed");
-            jobs.fail(&job.id, worker, failure.message(), now).await
+        Failure::Transient(fault) | Failure::Permanent(fault) if final_attempt => {
+            tracing::warn!(job = %job.id, code = %fault.code, error = %fault.detail, "failed");
+            jobs.fail(&job.id, worker, fault.code, &fault.message, now)
+                .await
         }
-        failure => {
+        Failure::Transient(fault) | Failure::Permanent(fault) => {
             let settings = &context.settings;
             let delay = retry::backoff(
                 job.attempts,
                 settings.retry_base_delay,
                 settings.retry_max_delay,
             );
-            tracing::warn!(error = %failure.message(), retry_in_ms = delay.as_millis() as u64, "attempt failed");
+            tracing::warn!(job = %job.id, code = %fault.code, error = %fault.detail, retry_in_ms = delay.as_millis() as u64, "attempt failed");
             let run_at = now + delay.as_millis() as Millis;
-            jobs.retry(&job.id, worker, failure.message(), run_at, now)
+            jobs.retry(&job.id, worker, fault.code, &fault.message, run_at, now)
                 .await
         }
     };

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use failure::Failure;
+pub use failure::{Failure, Fault};
 
 use crate::config::{Config, WorkerConfig};
 use crate::moderation::Moderation;

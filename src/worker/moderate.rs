@@ -31,7 +31,7 @@ pub(super) async fn check(
             )
         }
         Err(e) => {
-            return Err(Failure::Transient(format!(
+            return Err(Failure::moderation(format!(
                 "content moderation failed: {e}"
             )));
         }
@@ -47,9 +47,7 @@ pub(super) async fn check(
         .await
     {
         Ok(true) => Ok(()),
-        Ok(false) => Err(Failure::Transient(
-            "the claim was lost during moderation".into(),
-        )),
-        Err(e) => Err(Failure::Transient(e.to_string())),
+        Ok(false) => Err(Failure::claim_lost("during moderation")),
+        Err(e) => Err(Failure::queue(e)),
     }
 }

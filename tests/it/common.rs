@@ -12,7 +12,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use ximagepipeline::admin::Admin;
-use ximagepipeline::{Config, ImagePipeline};
+use ximagepipeline::queue::{NewJob, now_ms};
+use ximagepipeline::{Config, ImagePipeline, JobId};
 
 /// The shared corpus (`../shared/corpus` from the repository root).
 pub fn corpus(path: &str) -> PathBuf {
@@ -311,6 +312,75 @@ impl TestServer {
             .as_str()
             .unwrap_or_else(|| panic!("no jobId in {upload}"));
         self.get(&format!("/image-pipeline/status/{job}")).await
+    }
+
+    /// Queues `bytes` as a job of `source_type` the way the intake would, but without its
+    /// checks: stages the object and inserts the job. For failures only a worker can meet.
+    pub async fn queue_unchecked(&self, bytes: Vec<u8>, source_type: &str) -> JobId {
+        let id = JobId::generate();
+        let staging_key = format!("staging/{id}");
+        let size = bytes.len() as i64;
+        self.admin
+            .storage()
+            .put(&staging_key, bytes.into())
+            .await
+            .unwrap();
+        let job = NewJob {
+            id: id.clone(),
+            source_type: source_type.into(),
+            source_id: "it-1".into(),
+            staging_key,
+            original_filename: None,
+            mime_type: "application/octet-stream".into(),
+            file_size: size,
+            max_attempts: 3,
+        };
+        self.admin.jobs().insert(job, now_ms()).await.unwrap();
+        id
+    }
+
+    /// Asserts a FAILED status body has exactly the contract's fields, `code`, and an error
+    /// sentence that holds nothing internal: no data folder, no path, no host, no debug text.
+    #[track_caller]
+    pub fn assert_failed_safely(&self, body: &Value, code: &str) {
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {body}"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["attempts", "code", "error", "jobId", "status"],
+            "{body}"
+        );
+        assert_eq!(
+            (&body["status"], &body["code"]),
+            (&Value::from("FAILED"), &Value::from(code)),
+            "{body}"
+        );
+        let error = body["error"].as_str().unwrap();
+        assert!(!error.is_empty(), "{body}");
+        let data = self.dir.path().display().to_string();
+        for leak in [
+            data.as_str(),
+            "/",
+            "\\",
+            "Error {",
+            "{",
+            "}",
+            "::",
+            "127.0.0.1",
+            "localhost",
+            "SELECT",
+            "panicked",
+        ] {
+            assert!(
+                !error.contains(leak),
+                "{leak:?} in the error sentence: {body}"
+            );
+        }
     }
 
     /// Every object key in storage (a local folder or a bucket), sorted.

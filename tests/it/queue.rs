@@ -10,7 +10,8 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Job, JobStatus, JobStore, Media, Millis, NewJob, PgJobStore, SqliteJobStore, StoredVariant,
+    Job, JobErrorCode, JobStatus, JobStore, Media, Millis, NewJob, PgJobStore, SqliteJobStore,
+    StoredVariant,
 };
 use ximagepipeline::{JobId, MediaId};
 
@@ -124,7 +125,10 @@ pub async fn insert_then_get_is_pending(store: &dyn JobStore) {
     assert_eq!(got.file_size, expected.file_size);
     assert_eq!(got.max_attempts, 3);
     assert_eq!(got.attempts, 0);
-    assert_eq!((got.media_id, got.error), (None, None));
+    assert_eq!(
+        (got.media_id, got.error, got.error_code),
+        (None, None, None)
+    );
     assert_eq!((got.locked_by, got.locked_at), (None, None));
     assert_eq!(
         (got.run_at, got.created_at, got.updated_at),
@@ -276,27 +280,52 @@ pub async fn complete_is_fenced_and_happens_once(store: &dyn JobStore) {
 pub async fn fail_is_fenced(store: &dyn JobStore) {
     let id = insert(store, "a", 3, 1_000).await;
     claim(store, "w1", 2_000).await;
-    assert!(!store.fail(&id, "w2", "not mine", 3_000).await.unwrap());
+    assert!(
+        !store
+            .fail(&id, "w2", JobErrorCode::UnreadableImage, "not mine", 3_000)
+            .await
+            .unwrap()
+    );
     assert_eq!(get(store, &id).await.status, JobStatus::Processing);
 
     assert!(
         store
-            .fail(&id, "w1", "the bytes do not decode", 3_000)
+            .fail(
+                &id,
+                "w1",
+                JobErrorCode::UnreadableImage,
+                "the bytes do not decode",
+                3_000
+            )
             .await
             .unwrap()
     );
     let job = get(store, &id).await;
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.error.as_deref(), Some("the bytes do not decode"));
+    assert_eq!(job.error_code, Some(JobErrorCode::UnreadableImage));
     assert_eq!((job.locked_by, job.locked_at), (None, None));
     assert_eq!(job.attempts, 1);
 
     assert!(
-        !store.fail(&id, "w1", "twice", 4_000).await.unwrap(),
+        !store
+            .fail(&id, "w1", JobErrorCode::UnreadableImage, "twice", 4_000)
+            .await
+            .unwrap(),
         "already ended"
     );
     assert!(
-        !store.retry(&id, "w1", "later", 9_000, 4_000).await.unwrap(),
+        !store
+            .retry(
+                &id,
+                "w1",
+                JobErrorCode::StorageUnavailable,
+                "later",
+                9_000,
+                4_000
+            )
+            .await
+            .unwrap(),
         "already ended"
     );
     assert_eq!(get(store, &id).await.status, JobStatus::Failed);
@@ -312,7 +341,14 @@ pub async fn retry_is_fenced_and_delays_the_job(store: &dyn JobStore) {
     claim(store, "w1", 2_000).await;
     assert!(
         !store
-            .retry(&id, "w2", "not mine", 9_000, 3_000)
+            .retry(
+                &id,
+                "w2",
+                JobErrorCode::StorageUnavailable,
+                "not mine",
+                9_000,
+                3_000
+            )
             .await
             .unwrap()
     );
@@ -320,7 +356,14 @@ pub async fn retry_is_fenced_and_delays_the_job(store: &dyn JobStore) {
 
     assert!(
         store
-            .retry(&id, "w1", "storage unreachable", 9_000, 3_000)
+            .retry(
+                &id,
+                "w1",
+                JobErrorCode::StorageUnavailable,
+                "storage unreachable",
+                9_000,
+                3_000
+            )
             .await
             .unwrap()
     );
@@ -332,6 +375,7 @@ pub async fn retry_is_fenced_and_delays_the_job(store: &dyn JobStore) {
         Some("storage unreachable"),
         "the last failure is kept"
     );
+    assert_eq!(job.error_code, Some(JobErrorCode::StorageUnavailable));
     assert_eq!((job.locked_by, job.locked_at), (None, None));
     assert_eq!(job.attempts, 1);
     assert_eq!(store.next_run_at().await.unwrap(), Some(9_000));
@@ -400,6 +444,7 @@ pub async fn rescue_takes_back_stale_claims_only(store: &dyn JobStore) {
         job.error.as_deref().is_some_and(|e| !e.is_empty()),
         "{job:?}"
     );
+    assert_eq!(job.error_code, Some(JobErrorCode::Internal), "{job:?}");
     assert_eq!((job.locked_by, job.locked_at), (None, None));
 
     for (id, worker) in [(&beating, "w3"), (&fresh, "w4")] {
@@ -422,10 +467,22 @@ pub async fn rescue_takes_back_stale_claims_only(store: &dyn JobStore) {
     let media = media_for(&old, 10_500);
     assert!(!store.heartbeat(&stale, "w1", 10_500).await.unwrap());
     assert!(!store.complete(&stale, "w1", &media, 10_500).await.unwrap());
-    assert!(!store.fail(&stale, "w1", "late", 10_500).await.unwrap());
     assert!(
         !store
-            .retry(&stale, "w1", "late", 20_000, 10_500)
+            .fail(&stale, "w1", JobErrorCode::UnreadableImage, "late", 10_500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .retry(
+                &stale,
+                "w1",
+                JobErrorCode::StorageUnavailable,
+                "late",
+                20_000,
+                10_500
+            )
             .await
             .unwrap()
     );
@@ -519,7 +576,19 @@ pub async fn retry_and_rescue_wake_workers(store: &dyn JobStore) {
     let id = insert(store, "a", 3, 1_000).await;
     claim(store, "w1", 2_000).await;
     wake_ups.borrow_and_update();
-    assert!(store.retry(&id, "w1", "boom", 5_000, 3_000).await.unwrap());
+    assert!(
+        store
+            .retry(
+                &id,
+                "w1",
+                JobErrorCode::StorageUnavailable,
+                "boom",
+                5_000,
+                3_000
+            )
+            .await
+            .unwrap()
+    );
     tokio::time::timeout(WAKE_DEADLINE, wake_ups.changed())
         .await
         .expect("no wake-up after a retry: the sleepers must re-read when it is due")

@@ -96,6 +96,7 @@ async fn undecodable_upload_fails_at_once_with_a_reason() {
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["status"], "FAILED");
     assert_eq!(body["attempts"], 1, "a permanent failure is not retried");
+    server.assert_failed_safely(&body, "UNREADABLE_IMAGE");
     assert!(
         body["error"].as_str().unwrap().contains("truncated"),
         "{body}"
@@ -119,13 +120,8 @@ async fn transient_failures_are_retried_then_fail_after_max_attempts() {
     let (code, body) = server.get(&format!("/image-pipeline/status/{job}")).await;
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["attempts"], 3);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("object storage error"),
-        "{body}"
-    );
+    // Issue 12: the storage error held the absolute path of the media folder.
+    server.assert_failed_safely(&body, "STORAGE_UNAVAILABLE");
 }
 
 #[tokio::test]
@@ -168,8 +164,58 @@ async fn image_work_over_the_time_limit_fails_with_the_reason() {
     let (code, body) = server.process(photo, "gallery").await;
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["attempts"], 1, "a timeout is not retried");
+    server.assert_failed_safely(&body, "TIMED_OUT");
     assert_eq!(
         body["error"], "processing took longer than the 0.001 s limit",
         "{body}"
     );
+}
+
+/// Failures only a worker meets (the intake refuses these bytes at upload): each FAILED body
+/// carries its code and a sentence without decoder text, paths or debug output (issue 12).
+#[tokio::test]
+async fn failed_jobs_carry_a_code_and_nothing_internal() {
+    let server = TestServer::start().await;
+    let cases = [
+        ("invalid/truncated_40pct.jpg", "UNREADABLE_IMAGE"),
+        ("invalid/corrupt_header.jpg", "UNREADABLE_IMAGE"),
+        ("invalid/png_xdtn0g01.png", "UNREADABLE_IMAGE"),
+        ("invalid/polyglot_gif_php.gif", "UNREADABLE_IMAGE"),
+        ("invalid/png_xd0n2c08.png", "UNREADABLE_IMAGE"),
+        ("invalid/text_renamed.jpg", "UNREADABLE_IMAGE"),
+        (
+            "invalid/bomb_png_100000x100000_header_only.png",
+            "TOO_MANY_PIXELS",
+        ),
+        ("invalid/svg_plain_check.svg", "UNSUPPORTED_IMAGE"),
+    ];
+    for (path, code) in cases {
+        let job = server.queue_unchecked(corpus_bytes(path), "avatar").await;
+        assert_eq!(server.drain().await, 1, "{path}");
+        let (status, body) = server.get(&format!("/image-pipeline/status/{job}")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {body}");
+        server.assert_failed_safely(&body, code);
+    }
+}
+
+/// The staged upload vanished before its worker read it: the job fails for good with the
+/// storage code, and the body does not name the staging key.
+#[tokio::test]
+async fn a_lost_upload_fails_with_the_storage_code() {
+    let server = TestServer::start().await;
+    let (_, body) = server.upload(png(16, 16), "avatar", "u1").await;
+    let job = body["jobId"].as_str().unwrap();
+    std::fs::remove_file(
+        server
+            .dir
+            .path()
+            .join(format!("data/objects/staging/{job}")),
+    )
+    .unwrap();
+    assert_eq!(server.drain().await, 1);
+    let (code, body) = server.status_of(&body).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["attempts"], 1, "{body}");
+    server.assert_failed_safely(&body, "STORAGE_UNAVAILABLE");
+    assert!(!body["error"].as_str().unwrap().contains(job), "{body}");
 }

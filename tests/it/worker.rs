@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use ximagepipeline::MediaId;
 use ximagepipeline::moderation::{Assessment, ModerationError, Moderator};
-use ximagepipeline::queue::{Job, now_ms};
+use ximagepipeline::queue::{Job, JobErrorCode, now_ms};
 
 use crate::common::{TestServer, png};
 
@@ -37,9 +37,15 @@ async fn staging_of_ended_jobs_is_swept_at_once() {
     let (body, job, _) = dead_attempt(&server).await;
     let jobs = server.admin.jobs();
     assert!(
-        jobs.fail(&job.id, "dead-worker", "gave up", now_ms())
-            .await
-            .unwrap()
+        jobs.fail(
+            &job.id,
+            "dead-worker",
+            JobErrorCode::Internal,
+            "gave up",
+            now_ms()
+        )
+        .await
+        .unwrap()
     );
     let storage = server.admin.storage();
     storage
