@@ -113,6 +113,7 @@ fn new_job(n: usize) -> NewJob {
         mime_type: "image/png".into(),
         file_size: 100,
         max_attempts: 3,
+        client: None,
     }
 }
 

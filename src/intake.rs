@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::Config;
 use crate::ids::JobId;
 use crate::pipeline::{self, Limits, PipelineError, sniff::Sniffed};
-use crate::queue::{JobStore, NewJob, QueueError, now_ms};
+use crate::queue::{JobStore, NewJob, PendingCaps, QueueError, now_ms};
 use crate::storage::{ObjectWriter, Storage, StorageError};
 
 /// How many leading bytes of an upload are kept in memory for sniffing and the header probe.
@@ -29,6 +29,9 @@ pub const PROBE_WINDOW: u64 = 1 << 20;
 
 /// How long a client told `BUSY` is asked to wait.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How long a client told `TOO_MANY_PENDING` is asked to wait: its jobs take a while to run.
+const PENDING_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Why an upload was refused. Each variant is one contract code (`http::ApiError` maps them).
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,12 @@ pub enum SubmitError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The upload's source, or its client, already has as many pending jobs as allowed.
+    #[error("Too many uploads are waiting to be processed; retry later")]
+    TooManyPending {
+        /// When to try again.
+        retry_after: Duration,
+    },
 }
 
 impl From<PipelineError> for SubmitError {
@@ -103,6 +112,8 @@ pub struct UploadRules {
     pub max_attempts: u32,
     /// Memory all uploads in flight may hold together (heads and write buffers).
     pub memory_budget: u64,
+    /// Pending jobs one source and one client may have.
+    pub pending_caps: PendingCaps,
 }
 
 impl UploadRules {
@@ -115,6 +126,10 @@ impl UploadRules {
             source_types: config.source_types.keys().cloned().collect(),
             max_attempts: config.worker.max_attempts,
             memory_budget: config.server.upload_memory_bytes,
+            pending_caps: PendingCaps {
+                source: config.fairness.max_pending_per_source,
+                client: config.fairness.max_pending_per_client,
+            },
         }
     }
 }
@@ -292,7 +307,7 @@ impl Intake {
     ) -> Result<JobId, SubmitError> {
         self.check_fields(Some(source_type), Some(source_id))?;
         let staged = self.stage_bytes(bytes).await?;
-        self.enqueue(staged, Some(source_type), Some(source_id))
+        self.enqueue(staged, Some(source_type), Some(source_id), None)
             .await
     }
 
@@ -327,17 +342,22 @@ impl Intake {
         }
     }
 
-    /// Checks a staged upload and inserts its job; on any refusal the staging object is deleted.
+    /// Checks a staged upload and inserts its job, recording `client` (an address, when known)
+    /// for the per-client cap; on any refusal the staging object is deleted.
     ///
     /// # Errors
-    /// Any [`SubmitError`] but `FileTooLarge`, in the contract's order.
+    /// Any [`SubmitError`] but `FileTooLarge`, in the contract's order; `TooManyPending` last,
+    /// checked in the insert itself.
     pub async fn enqueue(
         &self,
         staged: Staged,
         source_type: Option<&str>,
         source_id: Option<&str>,
+        client: Option<&str>,
     ) -> Result<JobId, SubmitError> {
-        let result = self.checked_insert(&staged, source_type, source_id).await;
+        let result = self
+            .checked_insert(&staged, source_type, source_id, client)
+            .await;
         if result.is_err() {
             self.discard(&staged).await;
         }
@@ -349,6 +369,7 @@ impl Intake {
         staged: &Staged,
         source_type: Option<&str>,
         source_id: Option<&str>,
+        client: Option<&str>,
     ) -> Result<(), SubmitError> {
         self.check_fields(source_type, source_id)?;
         if staged.size == 0 {
@@ -375,11 +396,20 @@ impl Intake {
             mime_type: mime.to_owned(),
             file_size: staged.size as i64,
             max_attempts: self.rules.max_attempts,
+            client: client.map(str::to_owned),
         };
-        self.jobs
-            .insert(job, now_ms())
+        let inserted = self
+            .jobs
+            .insert_capped(job, self.rules.pending_caps, now_ms())
             .await
-            .map_err(SubmitError::Queue)
+            .map_err(SubmitError::Queue)?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(SubmitError::TooManyPending {
+                retry_after: PENDING_RETRY_AFTER,
+            })
+        }
     }
 }
 

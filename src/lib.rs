@@ -176,6 +176,7 @@ impl ImagePipeline {
             catalog: self.catalog.clone(),
             route_prefix: self.config.route_prefix.as_str().into(),
             body_pace: http::BodyPace::for_uploads(&self.config.server),
+            trusted_proxies: self.config.fairness.trusted_proxies.as_slice().into(),
         };
         let files = self
             .worker

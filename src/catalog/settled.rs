@@ -81,6 +81,7 @@ mod tests {
             max_attempts: 3,
             error: None,
             error_code: None,
+            client: None,
             moderation_result: None,
             moderation_details: None,
             locked_by: None,

@@ -80,6 +80,15 @@ upload_grace_secs = 10
 upload_memory_bytes = 268435456
 shutdown_grace_secs = 30
 
+[fairness]
+# Pending jobs (PENDING or PROCESSING) one sourceType + sourceId may have: a gallery import of
+# a hundred photos at once is fine, a loop filling the queue for one source is not.
+max_pending_per_source = 100
+# Pending jobs one client address may have (every user behind one NAT counts together).
+max_pending_per_client = 1000
+# Proxies whose X-Forwarded-For names the client (plain IP addresses).
+trusted_proxies = []
+
 [worker]
 max_attempts = 3
 heartbeat_interval_secs = 5

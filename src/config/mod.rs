@@ -8,6 +8,7 @@
 mod backends;
 pub mod defaults;
 mod env;
+mod fairness;
 mod moderation;
 mod outputs;
 mod raw;
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
+pub use fairness::FairnessConfig;
 pub use moderation::{ModerationConfig, ModerationProvider};
 pub use outputs::SourceType;
 pub use raw::RawConfig;
@@ -111,6 +113,8 @@ pub struct Config {
     pub source_types: BTreeMap<String, SourceType>,
     /// Bounds on connections and uploads for `serve`.
     pub server: ServerConfig,
+    /// Caps on pending jobs per source and per client, and the trusted proxies.
+    pub fairness: FairnessConfig,
     /// Worker pool settings.
     pub worker: WorkerConfig,
     /// Content moderation; `None` when off.
@@ -182,6 +186,7 @@ impl Config {
             media_prefix: backends::key_prefix("media_prefix", raw.media_prefix)?,
             originals_prefix: backends::key_prefix("originals_prefix", raw.originals_prefix)?,
             server: ServerConfig::read(&raw.server)?,
+            fairness: FairnessConfig::read(&raw.fairness)?,
             worker: worker::read(raw.worker)?,
             data_dir,
             variants,

@@ -35,6 +35,7 @@ pub struct RawConfig {
     pub database: RawDatabase,
     pub s3: RawS3,
     pub server: RawServer,
+    pub fairness: RawFairness,
     pub moderation: Option<RawModeration>,
 }
 
@@ -72,6 +73,15 @@ pub struct RawServer {
     pub upload_grace_secs: u64,
     pub upload_memory_bytes: u64,
     pub shutdown_grace_secs: u64,
+}
+
+/// The `[fairness]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFairness {
+    pub max_pending_per_source: u64,
+    pub max_pending_per_client: u64,
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The `[worker]` table.

@@ -71,6 +71,7 @@ impl ApiError {
                 SubmitError::Storage(_) | SubmitError::Queue(_) | SubmitError::Busy { .. } => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
+                SubmitError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
             },
             ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
             ApiError::JobNotFound | ApiError::MediaNotFound | ApiError::NotFound => {
@@ -99,6 +100,7 @@ impl ApiError {
                 SubmitError::Storage(_) => "STORAGE_UNAVAILABLE",
                 SubmitError::Queue(_) => "QUEUE_UNAVAILABLE",
                 SubmitError::Busy { .. } => "BUSY",
+                SubmitError::TooManyPending { .. } => "TOO_MANY_PENDING",
             },
             ApiError::InvalidMultipart(_) => "INVALID_MULTIPART",
             ApiError::JobNotFound => "JOB_NOT_FOUND",
@@ -129,7 +131,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.to_string(), "code": self.code() }));
         let mut response = (self.status(), body).into_response();
-        if let ApiError::Submit(SubmitError::Busy { retry_after }) = &self {
+        if let ApiError::Submit(
+            SubmitError::Busy { retry_after } | SubmitError::TooManyPending { retry_after },
+        ) = &self
+        {
             let secs = retry_after.as_secs().max(1).to_string();
             if let Ok(value) = secs.parse() {
                 response.headers_mut().insert(header::RETRY_AFTER, value);

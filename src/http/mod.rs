@@ -13,6 +13,7 @@
 //! the whole service; `/files` sees only the storage.
 
 pub mod body;
+pub mod client;
 pub mod error;
 pub mod files;
 pub mod media;
@@ -21,6 +22,7 @@ pub mod status;
 pub mod upload;
 
 use std::any::Any;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub route_prefix: Arc<str>,
     /// How fast an upload's body must arrive.
     pub body_pace: BodyPace,
+    /// Peers whose `X-Forwarded-For` names the client (`[fairness] trusted_proxies`).
+    pub trusted_proxies: Arc<[IpAddr]>,
 }
 
 /// Every route: the API with `state`, and `/files` when `files` (local storage) is given.

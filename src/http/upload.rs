@@ -7,12 +7,12 @@
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::body::BodyTimedOut;
-use super::{ApiError, AppState, FORM_OVERHEAD};
+use super::{ApiError, AppState, FORM_OVERHEAD, client};
 use crate::ids::JobId;
 use crate::intake::{Intake, Staged, SubmitError, Upload};
 
@@ -30,9 +30,11 @@ struct Form {
 /// Accepts an upload: 202 with `jobId`, `message`, `statusUrl` and a `Location` header.
 pub async fn upload(
     State(state): State<AppState>,
+    extensions: Extensions,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    let client = client::of(&extensions, &headers, &state.trusted_proxies).map(|ip| ip.to_string());
     let intake = &state.intake;
     let max_bytes = intake.rules().max_file_size;
     let declared = headers
@@ -57,6 +59,7 @@ pub async fn upload(
             staged,
             form.source_type.as_deref(),
             form.source_id.as_deref(),
+            client.as_deref(),
         )
         .await?;
     Ok(accepted(&state, &job_id))

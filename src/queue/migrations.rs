@@ -18,8 +18,8 @@ const SQLITE: &[File] = &[
     ),
     (
         2,
-        "error codes",
-        include_str!("../../migrations/sqlite/0002_error_codes.sql"),
+        "codes and clients",
+        include_str!("../../migrations/sqlite/0002_codes_and_clients.sql"),
     ),
 ];
 
@@ -31,8 +31,8 @@ const POSTGRES: &[File] = &[
     ),
     (
         2,
-        "error codes",
-        include_str!("../../migrations/postgres/0002_error_codes.sql"),
+        "codes and clients",
+        include_str!("../../migrations/postgres/0002_codes_and_clients.sql"),
     ),
 ];
 

@@ -173,6 +173,34 @@ pub struct NewJob {
     pub file_size: i64,
     /// Attempts before giving up.
     pub max_attempts: u32,
+    /// Who uploaded it (an IP address), when known; counted by [`PendingCaps::per_client`].
+    pub client: Option<String>,
+}
+
+/// How many pending jobs (PENDING or PROCESSING) one source and one client may have before
+/// [`JobStore::insert_capped`] refuses another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCaps {
+    /// Per `sourceType` + `sourceId`.
+    pub source: u64,
+    /// Per client (jobs with no client are not counted).
+    pub client: u64,
+}
+
+impl PendingCaps {
+    /// No cap at all.
+    pub const NONE: PendingCaps = PendingCaps {
+        source: u64::MAX,
+        client: u64::MAX,
+    };
+
+    fn per_source(self) -> i64 {
+        i64::try_from(self.source).unwrap_or(i64::MAX)
+    }
+
+    fn per_client(self) -> i64 {
+        i64::try_from(self.client).unwrap_or(i64::MAX)
+    }
 }
 
 /// A job row.
@@ -206,6 +234,8 @@ pub struct Job {
     pub error: Option<String>,
     /// The code of the last failure; always set on a FAILED job.
     pub error_code: Option<JobErrorCode>,
+    /// Who uploaded it, when known.
+    pub client: Option<String>,
     /// Moderation verdict word, when moderation ran.
     pub moderation_result: Option<String>,
     /// Moderation details (flags, confidence, scores).
@@ -314,7 +344,21 @@ pub enum QueueError {
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Inserts a PENDING job due now and wakes idle workers.
-    async fn insert(&self, job: NewJob, now: Millis) -> Result<(), QueueError>;
+    async fn insert(&self, job: NewJob, now: Millis) -> Result<(), QueueError> {
+        self.insert_capped(job, PendingCaps::NONE, now).await?;
+        Ok(())
+    }
+
+    /// Inserts a PENDING job due now and wakes idle workers, unless its source or its client
+    /// already has `caps` pending jobs: then `false` and nothing is written. The count and the
+    /// insert are one statement (see `statements::INSERT_JOB` for how exactly each engine
+    /// holds the caps).
+    async fn insert_capped(
+        &self,
+        job: NewJob,
+        caps: PendingCaps,
+        now: Millis,
+    ) -> Result<bool, QueueError>;
 
     /// The job, if it exists.
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError>;

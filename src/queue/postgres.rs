@@ -17,7 +17,8 @@ use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema,
+    Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, PendingCaps, QueueError,
+    prepare_schema,
 };
 use crate::config::DatabaseConfig;
 
@@ -102,8 +103,13 @@ async fn relay_notifications(mut listener: PgListener, wake: Arc<watch::Sender<u
 
 #[async_trait]
 impl JobStore for PgJobStore {
-    async fn insert(&self, job: NewJob, now: Millis) -> Result<(), QueueError> {
-        sqlx::query(sql::INSERT_JOB)
+    async fn insert_capped(
+        &self,
+        job: NewJob,
+        caps: PendingCaps,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(sql::INSERT_JOB)
             .bind(job.id.as_str())
             .bind(&job.source_type)
             .bind(&job.source_id)
@@ -113,9 +119,12 @@ impl JobStore for PgJobStore {
             .bind(job.file_size)
             .bind(i64::from(job.max_attempts))
             .bind(now)
+            .bind(&job.client)
+            .bind(caps.per_source())
+            .bind(caps.per_client())
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError> {

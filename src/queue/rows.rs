@@ -25,6 +25,7 @@ pub(super) struct JobRow {
     max_attempts: i64,
     error: Option<String>,
     error_code: Option<String>,
+    client: Option<String>,
     moderation_result: Option<String>,
     moderation_details: Option<Json<serde_json::Value>>,
     locked_by: Option<String>,
@@ -58,6 +59,7 @@ where
             max_attempts: row.try_get("max_attempts")?,
             error: row.try_get("error")?,
             error_code: row.try_get("error_code")?,
+            client: row.try_get("client")?,
             moderation_result: row.try_get("moderation_result")?,
             moderation_details: row.try_get("moderation_details")?,
             locked_by: row.try_get("locked_by")?,
@@ -96,6 +98,7 @@ impl TryFrom<JobRow> for Job {
                         .ok_or_else(|| QueueError::Corrupt(format!("unknown error code {word:?}")))
                 })
                 .transpose()?,
+            client: row.client,
             moderation_result: row.moderation_result,
             moderation_details: row.moderation_details.map(|Json(v)| v),
             locked_by: row.locked_by,

@@ -17,7 +17,8 @@ use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, QueueError, prepare_schema,
+    Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, PendingCaps, QueueError,
+    prepare_schema,
 };
 use crate::config::DatabaseConfig;
 
@@ -72,8 +73,13 @@ impl SqliteJobStore {
 
 #[async_trait]
 impl JobStore for SqliteJobStore {
-    async fn insert(&self, job: NewJob, now: Millis) -> Result<(), QueueError> {
-        sqlx::query(sql::INSERT_JOB)
+    async fn insert_capped(
+        &self,
+        job: NewJob,
+        caps: PendingCaps,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(sql::INSERT_JOB)
             .bind(job.id.as_str())
             .bind(&job.source_type)
             .bind(&job.source_id)
@@ -83,10 +89,16 @@ impl JobStore for SqliteJobStore {
             .bind(job.file_size)
             .bind(i64::from(job.max_attempts))
             .bind(now)
+            .bind(&job.client)
+            .bind(caps.per_source())
+            .bind(caps.per_client())
             .execute(&self.pool)
             .await?;
-        self.wake_workers();
-        Ok(())
+        let inserted = done.rows_affected() == 1;
+        if inserted {
+            self.wake_workers();
+        }
+        Ok(inserted)
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError> {

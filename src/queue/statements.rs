@@ -9,11 +9,24 @@
 //! Every transition out of PROCESSING is fenced by `locked_by = $2 AND status = 'PROCESSING'`:
 //! a worker that lost its claim changes nothing.
 
-/// Inserts a PENDING job ($1 id … $8 max_attempts), due, created and updated at $9.
+/// Inserts a PENDING job ($1 id … $8 max_attempts, $10 client), due, created and updated at
+/// $9, unless its source already has $11 pending jobs or its client (when known) $12.
+///
+/// The counts and the insert are one statement: SQLite runs it under the write lock, so the
+/// caps hold exactly; PostgreSQL (READ COMMITTED) lets uploads of one source inserted at the
+/// same instant each see the count before the others, so a cap can be passed by at most the
+/// number of such concurrent inserts.
 pub(super) const INSERT_JOB: &str = "
     INSERT INTO jobs (id, status, source_type, source_id, staging_key, original_filename,
-                      mime_type, file_size, max_attempts, run_at, created_at, updated_at)
-    VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)";
+                      mime_type, file_size, max_attempts, run_at, created_at, updated_at,
+                      client)
+    SELECT $1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10
+    WHERE (SELECT count(*) FROM jobs
+           WHERE source_type = $2 AND source_id = $3
+             AND status IN ('PENDING', 'PROCESSING')) < $11
+      AND ($10 IS NULL
+           OR (SELECT count(*) FROM jobs
+               WHERE client = $10 AND status IN ('PENDING', 'PROCESSING')) < $12)";
 
 /// The job with id $1.
 pub(super) const GET_JOB: &str = "SELECT * FROM jobs WHERE id = $1";

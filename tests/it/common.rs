@@ -334,6 +334,7 @@ impl TestServer {
             mime_type: "application/octet-stream".into(),
             file_size: size,
             max_attempts: 3,
+            client: None,
         };
         self.admin.jobs().insert(job, now_ms()).await.unwrap();
         id

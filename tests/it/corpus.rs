@@ -43,7 +43,9 @@ fn config() -> String {
         .map(|m| format!("{m:?}"))
         .collect();
     format!(
-        "allowed_mime_types = [{}]\n[source_types.all]\nvariants = [\"xs\", \"sm\", \"md\", \"lg\"]\nquality = 80\n",
+        "allowed_mime_types = [{}]\n[source_types.all]\nvariants = [\"xs\", \"sm\", \"md\", \"lg\"]\nquality = 80\n\
+         # The whole manifest is uploaded for one source before any job runs.\n\
+         [fairness]\nmax_pending_per_source = 10000\n",
         allowed.join(", ")
     )
 }

@@ -6,6 +6,7 @@ mod bounds;
 mod cli;
 mod common;
 mod corpus;
+mod fairness;
 mod files;
 mod media;
 mod moderation;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Job, JobErrorCode, JobStatus, JobStore, Media, Millis, NewJob, PgJobStore, SqliteJobStore,
-    StoredVariant,
+    Job, JobErrorCode, JobStatus, JobStore, Media, Millis, NewJob, PendingCaps, PgJobStore,
+    SqliteJobStore, StoredVariant,
 };
 use ximagepipeline::{JobId, MediaId};
 
@@ -33,6 +33,7 @@ fn new_job(source_id: &str, max_attempts: u32) -> NewJob {
         mime_type: "image/jpeg".into(),
         file_size: 1234,
         max_attempts,
+        client: None,
     }
 }
 
@@ -512,6 +513,60 @@ pub async fn rescue_takes_back_stale_claims_only(store: &dyn JobStore) {
     );
 }
 
+/// The fairness caps: pending (PENDING or PROCESSING) jobs per source and per client; a refused
+/// insert writes nothing; ended jobs free their place; jobs without a client count per source.
+pub async fn insert_capped_holds_the_caps(store: &dyn JobStore) {
+    let caps = PendingCaps {
+        source: 2,
+        client: 3,
+    };
+    let job = |source: &str, client: Option<&str>| NewJob {
+        client: client.map(str::to_owned),
+        ..new_job(source, 1)
+    };
+    // Each insert a millisecond later, so the first job claimed is the first inserted.
+    let clock = std::sync::atomic::AtomicI64::new(1_000);
+    let insert = |job: NewJob| async {
+        let id = job.id.clone();
+        let now = clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let inserted = store.insert_capped(job, caps, now).await.unwrap();
+        (inserted, id)
+    };
+    assert!(insert(job("a", Some("c1"))).await.0);
+    assert!(insert(job("a", Some("c1"))).await.0);
+    let (inserted, refused) = insert(job("a", Some("c2"))).await;
+    assert!(!inserted, "source a has 2 pending");
+    assert_eq!(store.get(&refused).await.unwrap(), None, "nothing written");
+    assert!(insert(job("b", Some("c1"))).await.0, "another source");
+    assert!(
+        !insert(job("c", Some("c1"))).await.0,
+        "client c1 has 3 pending"
+    );
+    assert!(insert(job("c", Some("c2"))).await.0, "another client");
+    assert!(
+        insert(job("c", None)).await.0,
+        "no client: only the source counts"
+    );
+    assert!(!insert(job("c", None)).await.0, "source c has 2 pending");
+
+    // A claimed job still counts; an ended one does not.
+    let first = claim(store, "w1", 2_000).await;
+    assert_eq!(first.source_id, "a");
+    assert_eq!(first.client.as_deref(), Some("c1"));
+    assert!(!insert(job("a", None)).await.0, "PROCESSING counts");
+    assert!(
+        store
+            .fail(&first.id, "w1", JobErrorCode::Internal, "gave up", 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        insert(job("a", None)).await.0,
+        "a FAILED job frees its place"
+    );
+    assert!(insert(job("d", Some("c1"))).await.0, "and its client's");
+}
+
 pub async fn list_media_is_newest_first(store: &dyn JobStore) {
     let mut made = Vec::new();
     for (source_id, created_at) in [("a", 1_000), ("a", 3_000), ("b", 4_000), ("a", 2_000)] {
@@ -679,6 +734,7 @@ conformance!(
         complete_is_fenced_and_happens_once,
         fail_is_fenced,
         retry_is_fenced_and_delays_the_job,
+        insert_capped_holds_the_caps,
         rescue_takes_back_stale_claims_only,
         list_media_is_newest_first,
         delete_media_once,
