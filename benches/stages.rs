@@ -12,6 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use image::metadata::Orientation;
 use toml::Table;
 use ximagepipeline::Config;
+use ximagepipeline::pipeline::stop::Stop;
 use ximagepipeline::pipeline::{self, Limits, blurhash, decode, encode, orient, resize};
 use ximagepipeline::storage::Storage;
 
@@ -66,15 +67,20 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("resize");
     group.sample_size(20);
     group.bench_function("gallery variants", |b| {
-        b.iter(|| resize::all(black_box(&image), &gallery.variants).expect("resize"))
+        b.iter(|| {
+            resize::all(black_box(&image), &gallery.variants, &Stop::default()).expect("resize")
+        })
     });
     group.finish();
 
-    let resized = resize::all(&image, &gallery.variants).expect("resize");
+    let resized = resize::all(&image, &gallery.variants, &Stop::default()).expect("resize");
     let mut group = c.benchmark_group("encode");
     group.sample_size(10);
     group.bench_function("gallery variants", |b| {
-        b.iter(|| encode::webp_all(black_box(&resized), gallery.quality).expect("encode"))
+        b.iter(|| {
+            encode::webp_all(black_box(&resized), gallery.quality, &Stop::default())
+                .expect("encode")
+        })
     });
     group.finish();
 
@@ -82,7 +88,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| blurhash::of(black_box(&image)).expect("blurhash"))
     });
 
-    let encoded = encode::webp_all(&resized, gallery.quality).expect("encode");
+    let encoded = encode::webp_all(&resized, gallery.quality, &Stop::default()).expect("encode");
     let storage = Storage::open(&config).expect("local storage");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     c.bench_function("store (local, gallery variants)", |b| {

@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
     let limits = Limits {
         max_pixels: 200_000_000,
         max_side: 50_000,
+        max_decoded_bytes: 512 << 20,
     };
     let prepared = pipeline::prepare(&bytes, &limits).context("cannot decode the source")?;
     let linear = to_linear(&prepared.image.to_rgb8());

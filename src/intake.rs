@@ -67,6 +67,9 @@ pub enum SubmitError {
     /// The header declares a size over the pixel limits.
     #[error("{0}")]
     TooManyPixels(#[source] PipelineError),
+    /// The header shows more decoding work than the budget allows.
+    #[error("{0}")]
+    OverBudget(#[source] PipelineError),
     /// The staging write failed.
     #[error("Failed to upload file to storage")]
     Storage(#[source] StorageError),
@@ -92,6 +95,7 @@ impl From<PipelineError> for SubmitError {
     fn from(e: PipelineError) -> Self {
         match e {
             PipelineError::TooManyPixels { .. } => SubmitError::TooManyPixels(e),
+            PipelineError::OverBudget { .. } => SubmitError::OverBudget(e),
             e => SubmitError::Unreadable(e),
         }
     }

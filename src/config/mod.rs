@@ -178,7 +178,7 @@ impl Config {
             public_base_url: server::public_base_url(raw.public_base_url)?,
             max_file_size: uploads::max_file_size(raw.max_file_size)?,
             allowed_mime_types: uploads::allowed_mime_types(raw.allowed_mime_types)?,
-            limits: uploads::limits(raw.max_pixels, raw.max_side)?,
+            limits: uploads::limits(raw.max_pixels, raw.max_side, raw.max_decoded_bytes)?,
             moderation: moderation::read(raw.moderation, &source_types)?,
             database: backends::database(raw.database_url, raw.database, &data_dir)?,
             storage: backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?,

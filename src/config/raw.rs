@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub allowed_mime_types: Vec<String>,
     pub max_pixels: u64,
     pub max_side: u32,
+    pub max_decoded_bytes: u64,
     pub public_base_url: Option<String>,
     pub database_url: Option<String>,
     pub storage_url: Option<String>,

@@ -54,17 +54,25 @@ pub fn allowed_mime_types(types: Vec<String>) -> Result<Vec<String>, ConfigError
     Ok(allowed)
 }
 
-/// Reads `max_pixels` and `max_side`.
-pub fn limits(max_pixels: u64, max_side: u32) -> Result<Limits, ConfigError> {
+/// Reads `max_pixels`, `max_side` and `max_decoded_bytes`.
+pub fn limits(
+    max_pixels: u64,
+    max_side: u32,
+    max_decoded_bytes: u64,
+) -> Result<Limits, ConfigError> {
     if max_pixels == 0 {
         return Err(invalid("max_pixels", "must be more than 0"));
     }
     if max_side == 0 {
         return Err(invalid("max_side", "must be more than 0"));
     }
+    if max_decoded_bytes == 0 {
+        return Err(invalid("max_decoded_bytes", "must be more than 0"));
+    }
     Ok(Limits {
         max_pixels,
         max_side,
+        max_decoded_bytes,
     })
 }
 

@@ -65,9 +65,9 @@ impl ApiError {
                 | SubmitError::InvalidSourceId => StatusCode::BAD_REQUEST,
                 SubmitError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 SubmitError::TypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                SubmitError::Unreadable(_) | SubmitError::TooManyPixels(_) => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
+                SubmitError::Unreadable(_)
+                | SubmitError::TooManyPixels(_)
+                | SubmitError::OverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 SubmitError::Storage(_) | SubmitError::Queue(_) | SubmitError::Busy { .. } => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
@@ -97,6 +97,7 @@ impl ApiError {
                 SubmitError::TypeNotAllowed { .. } => "TYPE_NOT_ALLOWED",
                 SubmitError::Unreadable(_) => "UNREADABLE_IMAGE",
                 SubmitError::TooManyPixels(_) => "TOO_MANY_PIXELS",
+                SubmitError::OverBudget(_) => "OVER_BUDGET",
                 SubmitError::Storage(_) => "STORAGE_UNAVAILABLE",
                 SubmitError::Queue(_) => "QUEUE_UNAVAILABLE",
                 SubmitError::Busy { .. } => "BUSY",

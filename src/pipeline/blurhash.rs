@@ -36,7 +36,7 @@ mod tests {
         let image = DynamicImage::ImageRgb8(image::RgbImage::from_fn(300, 200, |x, y| {
             image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
         }));
-        let hash = of(&image).unwrap_or_default();
+        let hash = of(&image).unwrap();
         // 1 size char, 1 max AC, 4 DC, 2 for each of the 11 AC components.
         assert_eq!(hash.len(), 28);
         // First char encodes (nx-1) + (ny-1)*9 = 3 + 18 = 21 -> 'L'.

@@ -142,8 +142,9 @@ fn decoder_limits(limits: &Limits) -> image::Limits {
     let mut out = image::Limits::default();
     out.max_image_width = Some(limits.max_side);
     out.max_image_height = Some(limits.max_side);
-    // Room for a 16-bit RGBA buffer of the largest allowed image, plus decoder working space.
-    out.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    // The work budget the header was checked against, plus decoder working space: a backstop
+    // for what a header did not tell.
+    out.max_alloc = Some(limits.max_decoded_bytes.saturating_add(64 << 20));
     out
 }
 
@@ -182,6 +183,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_pixels: 100_000_000,
         max_side: 20_000,
+        max_decoded_bytes: 512 << 20,
     };
 
     fn encode_png(image: &DynamicImage) -> Vec<u8> {

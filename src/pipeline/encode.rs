@@ -7,16 +7,23 @@ use image::DynamicImage;
 use rayon::prelude::*;
 
 use super::resize::Resized;
+use super::stop::Stop;
 use super::{EncodedVariant, PipelineError};
 
 /// Encodes every variant at `quality` (0–100), in parallel, keeping their order.
 ///
 /// # Errors
-/// `Encode` when libwebp refuses a picture.
-pub fn webp_all(variants: &[Resized], quality: f32) -> Result<Vec<EncodedVariant>, PipelineError> {
+/// `Encode` when libwebp refuses a picture, `Stopped` when `stop` was raised before a variant
+/// began.
+pub fn webp_all(
+    variants: &[Resized],
+    quality: f32,
+    stop: &Stop,
+) -> Result<Vec<EncodedVariant>, PipelineError> {
     variants
         .par_iter()
         .map(|variant| {
+            stop.check()?;
             Ok(EncodedVariant {
                 name: variant.name.clone(),
                 width: variant.image.width(),
@@ -111,7 +118,7 @@ mod tests {
                 image: DynamicImage::ImageRgba8(rgba),
             },
         ];
-        let out = webp_all(&variants, 80.0).unwrap_or_default();
+        let out = webp_all(&variants, 80.0, &Stop::default()).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].name, "a");
         let a = decode(&out[0].webp);

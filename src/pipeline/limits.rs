@@ -1,4 +1,4 @@
-//! Header dimensions and the pixel limits, checked before any pixel is decoded.
+//! Header dimensions, the pixel limits and the work budget, checked before any pixel is decoded.
 //!
 //! Sizes come from the format's header walker (`super::format`), which reads only headers, so
 //! a 4-gigapixel bomb of a few bytes is refused in microseconds, and a prefix of the file is
@@ -14,7 +14,9 @@ use super::{ImageFormat, Limits, PipelineError};
 ///
 /// # Errors
 /// `Corrupt` when the header is malformed, `Truncated` when the bytes end before the size,
-/// `UnsupportedFeature` for codings no decoder here reads, `TooManyPixels` when over a limit.
+/// `UnsupportedFeature` for codings no decoder here reads, `TooManyPixels` when over a limit,
+/// `OverBudget` when decoding would produce more than `max_decoded_bytes` or a compressed
+/// chunk inflates past its cap.
 pub fn check_header(
     bytes: &[u8],
     format: ImageFormat,
@@ -32,6 +34,7 @@ pub fn check_header(
         });
     }
     check(width, height, limits)?;
+    limits.check_work(header.decoded_bytes())?;
     Ok((width, height))
 }
 
@@ -51,6 +54,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_pixels: 100_000_000,
         max_side: 20_000,
+        max_decoded_bytes: 512 << 20,
     };
 
     #[test]

@@ -24,10 +24,13 @@ pub mod limits;
 pub mod orient;
 pub mod resize;
 pub mod sniff;
+pub mod stop;
 pub mod strip;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use stop::Stop;
 
 // INTERFACE CONTRACT (the rest of the application relies on these exact names and shapes):
 
@@ -138,6 +141,9 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Longest side an image may declare, in pixels.
     pub max_side: u32,
+    /// The work budget: most bytes decoding may produce (width × height × channels × bytes
+    /// per sample, plus the frames an animation's stripping re-codes).
+    pub max_decoded_bytes: u64,
 }
 
 impl Limits {
@@ -152,6 +158,21 @@ impl Limits {
                 width,
                 height,
                 limits: *self,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the bytes decoding would produce against the work budget.
+    ///
+    /// # Errors
+    /// `OverBudget` when over `max_decoded_bytes`.
+    pub fn check_work(&self, decoded_bytes: u64) -> Result<(), PipelineError> {
+        if decoded_bytes > self.max_decoded_bytes {
+            return Err(PipelineError::OverBudget {
+                what: "decoding",
+                needed: Some(decoded_bytes),
+                budget: self.max_decoded_bytes,
             });
         }
         Ok(())
@@ -301,9 +322,35 @@ pub enum PipelineError {
     /// The blurhash could not be computed.
     #[error("blurhash failed: {0}")]
     Blurhash(String),
+    /// The header shows more work than the budget allows (decoded size, frames, or a
+    /// compressed chunk that inflates past its cap); refused before any decoding.
+    #[error("{}", budget_text(.what, *.needed, *.budget))]
+    OverBudget {
+        /// What would take the memory: `decoding`, or the chunk that inflates.
+        what: &'static str,
+        /// The bytes it needs, when the header tells.
+        needed: Option<u64>,
+        /// The budget or cap it is over.
+        budget: u64,
+    },
+    /// The owner of the job stopped the work (its time limit passed).
+    #[error("processing was stopped")]
+    Stopped,
     /// A decoder or encoder panicked; the input is treated as hostile or corrupt.
     #[error("the image could not be processed (decoder crashed: {0})")]
     Panicked(String),
+}
+
+fn budget_text(what: &str, needed: Option<u64>, budget: u64) -> String {
+    let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+    match needed {
+        Some(needed) => format!(
+            "{what} needs {} MiB, over the {} MiB work budget",
+            mib(needed),
+            mib(budget)
+        ),
+        None => format!("{what} inflates past its {} MiB cap", mib(budget)),
+    }
 }
 
 fn limit_text(width: u32, height: u32, limits: &Limits) -> String {
@@ -326,6 +373,7 @@ impl PipelineError {
             | Self::UnsupportedFormat { .. }
             | Self::UnsupportedFeature { .. }
             | Self::TooManyPixels { .. }
+            | Self::OverBudget { .. }
             | Self::Truncated { .. }
             | Self::Corrupt { .. }
             | Self::Decode { .. }
@@ -333,6 +381,7 @@ impl PipelineError {
             | Self::TooManyFrames { .. }
             | Self::Resize { .. }
             | Self::Blurhash(_)
+            | Self::Stopped
             | Self::Panicked(_) => true,
             Self::Encode { .. } => false,
         }
@@ -399,9 +448,22 @@ pub fn process(
 /// Everything `probe` returns, plus `Truncated`/`Corrupt`/`Decode` from decoding and
 /// `Panicked` when a decoder crashed.
 pub fn prepare(bytes: &[u8], limits: &Limits) -> Result<Prepared, PipelineError> {
+    prepare_until(bytes, limits, &Stop::default())
+}
+
+/// [`prepare`], giving up with `Stopped` at the next step once `stop` is raised.
+///
+/// # Errors
+/// As [`prepare`], and `Stopped`.
+pub fn prepare_until(
+    bytes: &[u8],
+    limits: &Limits,
+    stop: &Stop,
+) -> Result<Prepared, PipelineError> {
     guarded(|| {
         let probe = probe(bytes, limits)?;
         let decoded = decode::first_frame(bytes, probe.format, limits)?;
+        stop.check()?;
         Ok(Prepared {
             format: probe.format,
             orientation: decoded.orientation,
@@ -421,16 +483,32 @@ pub fn finish(
     prepared: &Prepared,
     spec: &OutputSpec,
 ) -> Result<Processed, PipelineError> {
+    finish_until(bytes, prepared, spec, &Stop::default())
+}
+
+/// [`finish`], giving up with `Stopped` before the next variant or the strip once `stop` is
+/// raised.
+///
+/// # Errors
+/// As [`finish`], and `Stopped`.
+pub fn finish_until(
+    bytes: &[u8],
+    prepared: &Prepared,
+    spec: &OutputSpec,
+    stop: &Stop,
+) -> Result<Processed, PipelineError> {
     guarded(|| {
         let image = &prepared.image;
         let (width, height) = (image.width(), image.height());
         let (variants, hash) = rayon::join(
             || {
-                let resized = resize::all(image, &spec.variants)?;
-                encode::webp_all(&resized, spec.quality)
+                let resized = resize::all(image, &spec.variants, stop)?;
+                encode::webp_all(&resized, spec.quality, stop)
             },
             || blurhash::of(image),
         );
+        let variants = variants?;
+        stop.check()?;
         let original = if spec.keep_original {
             Some(strip::metadata(
                 bytes,
@@ -446,7 +524,7 @@ pub fn finish(
             height,
             aspect_ratio: aspect_ratio(width, height),
             blurhash: hash?,
-            variants: variants?,
+            variants,
             original,
         })
     })
@@ -505,6 +583,7 @@ mod tests {
         let limits = Limits {
             max_pixels: 100_000_000,
             max_side: 100_000,
+            max_decoded_bytes: 512 << 20,
         };
         let err = PipelineError::TooManyPixels {
             width: 65535,
@@ -532,6 +611,7 @@ mod tests {
         let limits = Limits {
             max_pixels: 100,
             max_side: 10,
+            max_decoded_bytes: 512 << 20,
         };
         assert!(matches!(probe(&[], &limits), Err(PipelineError::Empty)));
     }

@@ -9,6 +9,7 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::DynamicImage;
 use rayon::prelude::*;
 
+use super::stop::Stop;
 use super::{Fit, PipelineError, VariantSpec};
 
 /// What to do for one variant: take `crop` (left, top, width, height) of the source and
@@ -101,11 +102,17 @@ fn round_side(value: f64, max: u32) -> u32 {
 /// Makes every variant of `image`, in the order of `specs`, in parallel.
 ///
 /// # Errors
-/// `Resize` if the resizer rejects a size (not expected: sizes come from `plan`).
-pub fn all(image: &DynamicImage, specs: &[VariantSpec]) -> Result<Vec<Resized>, PipelineError> {
+/// `Resize` if the resizer rejects a size (not expected: sizes come from `plan`), `Stopped`
+/// when `stop` was raised before a variant began.
+pub fn all(
+    image: &DynamicImage,
+    specs: &[VariantSpec],
+    stop: &Stop,
+) -> Result<Vec<Resized>, PipelineError> {
     specs
         .par_iter()
         .map(|spec| {
+            stop.check()?;
             let plan = plan(image.width(), image.height(), spec);
             Ok(Resized {
                 name: spec.name.clone(),
@@ -228,7 +235,7 @@ mod tests {
         let rgb = DynamicImage::new_rgb8(300, 200);
         let rgba = DynamicImage::new_rgba8(300, 200);
         let specs = [spec(64, Some(64), Fit::Cover), spec(100, None, Fit::Inside)];
-        let out = all(&rgb, &specs).unwrap_or_default();
+        let out = all(&rgb, &specs, &Stop::default()).unwrap();
         let sizes: Vec<_> = out
             .iter()
             .map(|r| (r.image.width(), r.image.height()))
@@ -238,7 +245,7 @@ mod tests {
             out.iter()
                 .all(|r| matches!(r.image, DynamicImage::ImageRgb8(_)))
         );
-        let out = all(&rgba, &specs).unwrap_or_default();
+        let out = all(&rgba, &specs, &Stop::default()).unwrap();
         assert!(
             out.iter()
                 .all(|r| matches!(r.image, DynamicImage::ImageRgba8(_)))
@@ -259,7 +266,7 @@ mod tests {
             &DynamicImage::ImageRgba8(img),
             &plan(64, 8, &spec(16, None, Fit::Inside)),
         );
-        let out = out.map(|i| i.to_rgba8()).unwrap_or_default();
+        let out = out.map(|i| i.to_rgba8()).unwrap();
         // Near the edge, visible pixels stay white (premultiplied resize).
         for x in 0..16 {
             let p = out.get_pixel(x, 1);

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::{Context, Failure, Fault, moderate};
 use crate::ids::MediaId;
+use crate::pipeline::stop::Stop;
 use crate::pipeline::{self, Processed};
 use crate::queue::{Job, JobErrorCode, Media, StoredVariant, now_ms};
 use crate::storage::StorageError;
@@ -56,8 +57,8 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
         .cloned();
     let side = moderation.as_ref().map(|m| m.image_side());
     let started = std::time::Instant::now();
-    let (bytes, prepared, thumbnail) = off_thread(budget, budget, move || {
-        let prepared = pipeline::prepare(&bytes, &limits)?;
+    let (bytes, prepared, thumbnail) = off_thread(budget, budget, move |stop| {
+        let prepared = pipeline::prepare_until(&bytes, &limits, stop)?;
         let thumbnail = side.map(|side| prepared.thumbnail(side)).transpose()?;
         Ok((bytes, prepared, thumbnail))
     })
@@ -68,23 +69,38 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
     }
     // The time limit counts pixel work only; moderation has its own timeout.
     let left = budget.saturating_sub(pixel_time);
-    let processed = off_thread(left, budget, move || {
-        pipeline::finish(&bytes, &prepared, &spec)
+    let processed = off_thread(left, budget, move |stop| {
+        pipeline::finish_until(&bytes, &prepared, &spec, stop)
     })
     .await?;
     store(context, job, media_id, processed).await
 }
 
 /// Runs pixel work on a blocking thread, within `left` of the job's `budget`.
+///
+/// Past the limit the work is told to stop and this waits until it has: the thread cannot be
+/// killed, and returning at once would let the worker take its next job beside it, so a slow
+/// job would take CPU and memory beyond `concurrency`. The work checks between steps, and the
+/// work budget bounds each step, so the wait is short.
 async fn off_thread<T: Send + 'static>(
     left: Duration,
     budget: Duration,
-    work: impl FnOnce() -> Result<T, pipeline::PipelineError> + Send + 'static,
+    work: impl FnOnce(&Stop) -> Result<T, pipeline::PipelineError> + Send + 'static,
 ) -> Result<T, Failure> {
-    // On timeout the thread cannot be stopped; its result is dropped when it ends.
-    tokio::time::timeout(left, tokio::task::spawn_blocking(work))
-        .await
-        .map_err(|_| Failure::timed_out(budget))?
+    let stop = Stop::default();
+    let mut running = tokio::task::spawn_blocking({
+        let stop = stop.clone();
+        move || work(&stop)
+    });
+    let ended = match tokio::time::timeout(left, &mut running).await {
+        Ok(ended) => ended,
+        Err(_) => {
+            stop.stop();
+            let _ = running.await;
+            return Err(Failure::timed_out(budget));
+        }
+    };
+    ended
         .map_err(|e| Failure::internal(format!("processing crashed: {e}")))?
         .map_err(Failure::from)
 }

@@ -119,7 +119,11 @@ impl From<PipelineError> for Failure {
                 (C::UnsupportedImage, true)
             }
             PipelineError::TooManyPixels { .. } => (C::TooManyPixels, true),
-            PipelineError::TooManyFrames { .. } => (C::OverBudget, true),
+            PipelineError::TooManyFrames { .. } | PipelineError::OverBudget { .. } => {
+                (C::OverBudget, true)
+            }
+            // Only asked for when the time limit passed (`attempt::off_thread`).
+            PipelineError::Stopped => (C::TimedOut, false),
             PipelineError::Resize { .. }
             | PipelineError::Encode { .. }
             | PipelineError::Blurhash(_)

@@ -3,6 +3,7 @@
 mod architecture;
 mod backends;
 mod bounds;
+mod budget;
 mod cli;
 mod common;
 mod corpus;

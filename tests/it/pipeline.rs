@@ -23,6 +23,7 @@ use crate::common::{ManifestRow, Skipped, corpus_bytes, manifest, manifest_row};
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
     max_side: 20_000,
+    max_decoded_bytes: 512 << 20,
 };
 
 fn gallery() -> OutputSpec {

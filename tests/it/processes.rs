@@ -47,6 +47,8 @@ staging_sweep_secs = 1
 /// One test's folder: the data dir shared by its processes, the config file, and their logs.
 struct Env {
     dir: TempDir,
+    /// `XIP_*` variables every process gets.
+    vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -63,7 +65,16 @@ impl Env {
             format!("{backends}{CONFIG}"),
         )
         .unwrap();
-        Env { dir }
+        Env {
+            dir,
+            vars: Vec::new(),
+        }
+    }
+
+    /// Sets an `XIP_*` variable for every process started afterwards.
+    fn with_var(mut self, name: &str, value: &str) -> Env {
+        self.vars.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// The library opened on the processes' configuration, to look at what they left.
@@ -110,6 +121,7 @@ impl Env {
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))
             .env("NO_COLOR", "1")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -461,6 +473,65 @@ async fn sigterm_finishes_the_job_in_hand() {
     assert!(
         !stored.iter().any(|k| k.starts_with("staging/")),
         "staging must be empty: {stored:?}"
+    );
+}
+
+/// A `width`×`height` 16-bit RGBA PNG of one colour: a small file, slow to decode.
+fn flat_png16(width: u32, height: u32) -> Vec<u8> {
+    let img = image::ImageBuffer::<image::Rgba<u16>, _>::from_pixel(
+        width,
+        height,
+        image::Rgba([40_000, 20_000, 10_000, u16::MAX]),
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    let encoder = image::codecs::png::PngEncoder::new_with_quality(
+        &mut out,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Sub,
+    );
+    img.write_with_encoder(encoder).unwrap();
+    out.into_inner()
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from /proc.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / per_second
+}
+
+/// A job past its time limit stops using the CPU: its work is told to stop, the job is FAILED
+/// once the work has stopped, and the process is idle afterwards (it was not: the work went on
+/// for seconds on a thread nobody waited for, beside the next job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_time_limit_leaves_the_cpu_idle() {
+    let env = Env::new().with_var("XIP_WORKER_JOB_TIMEOUT_SECS", "0.05");
+    let server = env.serve("serve", false).await;
+    // Seconds of pixel work from a small file: a 49-megapixel 16-bit RGBA PNG of one colour
+    // (392 MB decoded, within the 512 MiB work budget).
+    let big = flat_png16(7000, 7000);
+    let job = server.upload_bytes("big.png", big, "hero", "slow-1").await;
+    let body = server.wait_end(&job).await;
+    assert_eq!(body["status"], "FAILED", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
+    let pid = server.proc.pid();
+    let before = cpu_seconds(pid);
+    // The measuring window: time is what is measured here, not waited on.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_seconds(pid) - before;
+    println!("{used:.2} CPU seconds after the job failed");
+    assert!(
+        used < 0.3,
+        "{used:.2} CPU seconds in the 2 s after the job failed"
     );
 }
 

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::{End, WalkError, be_u16, exif};
+use super::{End, Header, WalkError, be_u16, exif};
 
 /// One JPEG marker segment between SOI and EOI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub struct Layout {
     pub size: Option<(u32, u32)>,
     /// The first frame header's marker (`0xC0` baseline, `0xC2` progressive, `0xC3` lossless...).
     pub frame_marker: Option<u8>,
+    /// Bytes per decoded pixel from the frame header: components × bytes per sample.
+    pub pixel_bytes: u8,
     /// The complete segments between SOI and EOI, in file order (empty for `header_only`).
     pub segments: Vec<Segment>,
     /// Where the image ends (just after EOI).
@@ -70,6 +72,7 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
     let mut layout = Layout {
         size: None,
         frame_marker: None,
+        pixel_bytes: 0,
         segments: Vec::new(),
         end: End::Missing,
     };
@@ -109,12 +112,14 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
             return Err(WalkError::malformed("invalid JPEG segment length"));
         }
         if is_sof(marker) && layout.size.is_none() {
-            let Some(header) = bytes.get(i + 2..i + 7) else {
+            let Some(header) = bytes.get(i + 2..i + 8) else {
                 return Ok(layout);
             };
             let height = u32::from(u16::from_be_bytes([header[1], header[2]]));
             let width = u32::from(u16::from_be_bytes([header[3], header[4]]));
+            let sample_bytes = if header[0] > 8 { 2 } else { 1 };
             layout.size = Some((width, height));
+            layout.pixel_bytes = header[5].max(1).saturating_mul(sample_bytes);
             layout.frame_marker = Some(marker);
             if header_only {
                 return Ok(layout);
@@ -157,11 +162,20 @@ fn skip_entropy_data(bytes: &[u8], mut i: usize) -> Option<usize> {
 /// `Unsupported` for codings the decoder cannot read, `Truncated` when the bytes end before
 /// the frame header, `Malformed` from the walk.
 pub fn size(bytes: &[u8]) -> Result<(u32, u32), WalkError> {
+    Ok(header(bytes)?.size)
+}
+
+/// The first frame header's size and decoded pixel size.
+///
+/// # Errors
+/// As [`size`].
+pub fn header(bytes: &[u8]) -> Result<Header, WalkError> {
     let layout = walk(bytes, true)?;
     if let Some(feature) = layout.frame_marker.and_then(unsupported_coding) {
         return Err(WalkError::Unsupported(feature));
     }
-    layout.size.ok_or(WalkError::Truncated)
+    let size = layout.size.ok_or(WalkError::Truncated)?;
+    Ok(Header::sized(size, layout.pixel_bytes))
 }
 
 /// The JPEG codings the decoder cannot read (it reads baseline, extended and progressive

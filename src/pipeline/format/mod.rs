@@ -49,18 +49,11 @@ impl Container {
     /// The walkers of `format`.
     pub fn of(format: ImageFormat) -> Self {
         let (header, check_complete, strip): (HeaderFn, CheckFn, StripFn) = match format {
-            ImageFormat::Jpeg => (
-                |b| jpeg::size(b).map(Header::sized),
-                jpeg::check_complete,
-                jpeg::strip,
-            ),
-            ImageFormat::Png => (
-                |b| png::size(b).map(Header::sized),
-                png::check_complete,
-                png::strip,
-            ),
+            ImageFormat::Jpeg => (jpeg::header, jpeg::check_complete, jpeg::strip),
+            ImageFormat::Png => (png::header, png::check_complete, png::strip),
             ImageFormat::Webp => (
-                |b| webp::header(b).map(|h| Header::sized(h.size)),
+                // Decoded as RGBA, 8 bits a sample.
+                |b| webp::header(b).map(|h| Header::sized(h.size, 4)),
                 webp::check_complete,
                 webp::strip,
             ),
@@ -69,7 +62,7 @@ impl Container {
                 (heif::header, heif::check_complete, |b, _| heif::strip(b))
             }
             ImageFormat::Tiff => (
-                |b| tiff::header(b).map(|h| Header::sized(h.size)),
+                |b| tiff::header(b).map(|h| Header::sized(h.size, h.pixel_bytes)),
                 tiff::check_complete,
                 |b, _| tiff::strip(b),
             ),
@@ -116,17 +109,38 @@ pub struct Header {
     /// Another size the decoder allocates, which must fit the limits too: a GIF's first
     /// frame extent, a HEIF's coded size before its crop.
     pub also_allocated: Option<(u32, u32)>,
+    /// Bytes per decoded pixel: channels × bytes per sample, as the decoder produces them.
+    pub pixel_bytes: u8,
+    /// Bytes produced beyond the first frame: the later frames an animation's stripping
+    /// re-codes (one byte per pixel), as far as the bytes in hand show.
+    pub other_frames_bytes: u64,
 }
 
 impl Header {
-    /// A header with one size, the one the decoder allocates.
-    fn sized(size: (u32, u32)) -> Self {
+    /// A header with one size, the one the decoder allocates, decoded to `pixel_bytes`.
+    fn sized(size: (u32, u32), pixel_bytes: u8) -> Self {
         Self {
             size,
             also_allocated: None,
+            pixel_bytes,
+            other_frames_bytes: 0,
         }
     }
+
+    /// The bytes decoding produces: the larger allocation at `pixel_bytes`, plus the later
+    /// frames. What the work budget is checked against.
+    pub fn decoded_bytes(&self) -> u64 {
+        let area = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+        let pixels = area(self.size).max(self.also_allocated.map_or(0, area));
+        pixels
+            .saturating_mul(u64::from(self.pixel_bytes))
+            .saturating_add(self.other_frames_bytes)
+    }
 }
+
+/// Most bytes a compressed metadata chunk (a PNG `iCCP`, `zTXt` or `iTXt`) may inflate to:
+/// ICC profiles are well under 1 MiB, and a decoder inflates the chunk whole.
+pub const MAX_INFLATED_CHUNK: u64 = 8 << 20;
 
 /// Why a walker could not read a container.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +157,9 @@ pub enum WalkError {
     /// Metadata cannot be removed from this variant of the format (BigTIFF), in place or not.
     #[error("metadata cannot be stripped from this file")]
     CannotStrip,
+    /// A compressed chunk inflates past [`MAX_INFLATED_CHUNK`].
+    #[error("the {0} chunk inflates past its cap")]
+    Inflates(&'static str),
     /// An animation has more frames than stripping re-codes.
     #[error("{frames} frames, over the {limit}-frame limit")]
     TooManyFrames {
@@ -169,6 +186,11 @@ impl WalkError {
             },
             Self::Unsupported(feature) => PipelineError::UnsupportedFeature { format, feature },
             Self::CannotStrip => PipelineError::StripUnsupported { format },
+            Self::Inflates(chunk) => PipelineError::OverBudget {
+                what: chunk,
+                needed: None,
+                budget: MAX_INFLATED_CHUNK,
+            },
             Self::TooManyFrames { frames, limit } => PipelineError::TooManyFrames {
                 format,
                 frames,

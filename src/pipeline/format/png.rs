@@ -9,7 +9,7 @@ use std::ops::Range;
 use img_parts::png::Png;
 use img_parts::{Bytes, ImageEXIF};
 
-use super::{End, WalkError, be_u32, exif};
+use super::{End, Header, MAX_INFLATED_CHUNK, WalkError, be_u32, exif};
 
 /// One PNG chunk: its type and the byte range of the whole chunk (length, type, data, CRC).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub struct Chunk {
 pub struct Layout {
     /// Width and height from IHDR.
     pub size: (u32, u32),
+    /// Bytes per decoded pixel from IHDR's colour type and bit depth (a palette decodes to
+    /// RGBA).
+    pub pixel_bytes: u8,
     /// The complete chunks, in file order.
     pub chunks: Vec<Chunk>,
     /// Where the image ends (just after IEND).
@@ -50,8 +53,19 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
     }
     let width = u32::from_be_bytes([ihdr[8], ihdr[9], ihdr[10], ihdr[11]]);
     let height = u32::from_be_bytes([ihdr[12], ihdr[13], ihdr[14], ihdr[15]]);
+    let channels = match ihdr[17] {
+        0 => 1,
+        4 => 2,
+        2 => 3,
+        _ => 4,
+    };
     let mut layout = Layout {
         size: (width, height),
+        pixel_bytes: if ihdr[16] == 16 {
+            channels * 2
+        } else {
+            channels
+        },
         chunks: Vec::new(),
         end: End::Missing,
     };
@@ -90,6 +104,53 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
 /// `Malformed` from the walk.
 pub fn size(bytes: &[u8]) -> Result<(u32, u32), WalkError> {
     Ok(walk(bytes, true)?.size)
+}
+
+/// IHDR's size and decoded pixel size; and the compressed metadata chunks in hand (`iCCP`,
+/// `zTXt`, `iTXt`) inflated up to [`MAX_INFLATED_CHUNK`], since a decoder inflates them whole
+/// before the first pixel: a small file must not hide a gigabyte there.
+///
+/// # Errors
+/// `Malformed` from the walk, `Inflates` for a chunk over the cap.
+pub fn header(bytes: &[u8]) -> Result<Header, WalkError> {
+    let layout = walk(bytes, false)?;
+    for chunk in &layout.chunks {
+        let data = &bytes[chunk.range.start + 8..chunk.range.end - 4];
+        let compressed = match &chunk.kind {
+            b"iCCP" => after_nul(data).and_then(|rest| rest.get(1..)),
+            b"zTXt" => after_nul(data).and_then(|rest| rest.get(1..)),
+            // keyword, NUL, compression flag, method, language NUL, translated keyword NUL.
+            b"iTXt" => after_nul(data)
+                .filter(|rest| rest.first() == Some(&1))
+                .and_then(|rest| rest.get(2..))
+                .and_then(after_nul)
+                .and_then(after_nul),
+            _ => None,
+        };
+        if let Some(compressed) = compressed {
+            let cap = usize::try_from(MAX_INFLATED_CHUNK).unwrap_or(usize::MAX);
+            if let Err(e) = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(compressed, cap)
+                && e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput
+            {
+                return Err(WalkError::Inflates(chunk_name(chunk.kind)));
+            }
+        }
+    }
+    Ok(Header::sized(layout.size, layout.pixel_bytes))
+}
+
+/// The bytes after the first NUL (the end of a chunk's keyword).
+fn after_nul(data: &[u8]) -> Option<&[u8]> {
+    let nul = data.iter().position(|&b| b == 0)?;
+    data.get(nul + 1..)
+}
+
+fn chunk_name(kind: [u8; 4]) -> &'static str {
+    match &kind {
+        b"iCCP" => "PNG iCCP",
+        b"zTXt" => "PNG zTXt",
+        _ => "PNG iTXt",
+    }
 }
 
 /// Refuses a PNG without IEND (decoders would fill the rest with grey) or without IDAT.

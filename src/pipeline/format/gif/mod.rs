@@ -202,12 +202,27 @@ fn image_block(head: &[u8], lzw: &[u8]) -> Vec<u8> {
 /// # Errors
 /// `Malformed` from the walk.
 pub fn header(bytes: &[u8]) -> Result<Header, WalkError> {
-    let layout = walk(bytes, true)?;
+    let layout = walk(bytes, false)?;
+    // Stripping re-codes every frame: each later one costs a byte per pixel of its extent.
+    let other_frames_bytes = layout
+        .blocks
+        .iter()
+        .filter(|b| b.kind == BlockKind::Image)
+        .skip(1)
+        .filter_map(|b| bytes.get(b.range.start + 5..b.range.start + 9))
+        .map(|d| {
+            u64::from(u16::from_le_bytes([d[0], d[1]]))
+                * u64::from(u16::from_le_bytes([d[2], d[3]]))
+        })
+        .sum();
     Ok(Header {
         size: layout.screen,
         also_allocated: layout.first_frame.map(|(left, top, width, height)| {
             (left.saturating_add(width), top.saturating_add(height))
         }),
+        // Decoded as RGBA, 8 bits a sample.
+        pixel_bytes: 4,
+        other_frames_bytes,
     })
 }
 

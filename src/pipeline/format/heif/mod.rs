@@ -237,6 +237,9 @@ pub fn header(bytes: &[u8]) -> Result<Header, WalkError> {
     Ok(Header {
         size: layout.image_size().unwrap_or(coded),
         also_allocated: Some(coded),
+        // libheif decodes to interleaved RGBA, 8 bits a sample for the usual 8-bit images.
+        pixel_bytes: 4,
+        other_frames_bytes: 0,
     })
 }
 

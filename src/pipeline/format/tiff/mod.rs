@@ -27,6 +27,8 @@ pub struct Header {
     pub size: (u32, u32),
     /// Whether the first IFD's strips or tiles end within the bytes given.
     pub complete: bool,
+    /// Bytes per decoded pixel: samples per pixel × bytes per sample.
+    pub pixel_bytes: u8,
 }
 
 /// Reads the first page's size from IFD0, and whether its data is all there.
@@ -42,11 +44,25 @@ pub fn header(bytes: &[u8]) -> Result<Header, WalkError> {
             .ok_or(WalkError::malformed(what))
     };
     let size = (tag(256, "no image width")?, tag(257, "no image height")?);
+    let samples = ifd.find(277).and_then(|e| order.scalar(e)).unwrap_or(1);
+    // BitsPerSample holds one value per sample, inline or at an offset; the first stands for all.
+    let bits = ifd
+        .find(258)
+        .and_then(|e| match ifd::value_range(order, e) {
+            Some(at) => order.u16(bytes, at.start),
+            None => order.u16(&e.raw, 0),
+        });
+    let sample_bytes = u32::from(bits.unwrap_or(1)).div_ceil(8).max(1);
+    let pixel_bytes = u8::try_from(samples.max(1).saturating_mul(sample_bytes)).unwrap_or(u8::MAX);
     let complete = [273, 324].into_iter().all(|offsets| {
         ifd::data_ranges(bytes, order, &ifd, offsets)
             .is_none_or(|data| data.complete && data.ranges.iter().all(|r| r.end <= bytes.len()))
     });
-    Ok(Header { size, complete })
+    Ok(Header {
+        size,
+        complete,
+        pixel_bytes,
+    })
 }
 
 /// Refuses a TIFF whose first page's strips or tiles run past the end.
@@ -230,7 +246,8 @@ mod tests {
             header(&tiff),
             Ok(Header {
                 size: (2, 1),
-                complete: true
+                complete: true,
+                pixel_bytes: 1,
             })
         );
         assert_eq!(check_complete(&tiff[..171]), Err(WalkError::Truncated));
