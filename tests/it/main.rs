@@ -11,6 +11,7 @@ mod fairness;
 mod files;
 mod media;
 mod moderation;
+mod originals;
 mod pipeline;
 mod processes;
 mod queue;

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::{End, Header, WalkError, be_u16, exif};
+use super::{End, Header, WalkError, be_u16, exif, icc};
 
 /// One JPEG marker segment between SOI and EOI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,21 +200,58 @@ pub fn check_complete(bytes: &[u8]) -> Result<(), WalkError> {
     Ok(())
 }
 
-/// Whether a JPEG segment is needed to decode or colour the image.
-fn keep_segment(marker: u8, payload: &[u8]) -> bool {
-    match marker {
-        0xE0 => payload.starts_with(b"JFIF\0"),
-        0xE2 => payload.starts_with(b"ICC_PROFILE\0"),
-        0xEE => payload.starts_with(b"Adobe"),
-        0xE1 | 0xE3..=0xED | 0xEF => false, // EXIF, XMP, MPF, IPTC, vendor data
-        0xFE => false,                      // comment
-        0xD8 => false,                      // a stray SOI inside the image
-        _ => true,                          // tables, frames, scans, restarts
-    }
+/// Whether a segment is copied as it is: tables, frames, scans and restarts. Application
+/// segments are written anew (the few that decoding needs) or dropped, as are comments, the
+/// reserved JPGn markers (0xF0–0xFD, which decoders skip and so could carry anything) and a
+/// stray SOI.
+fn copied(marker: u8) -> bool {
+    !matches!(marker, 0xE0..=0xEF | 0xF0..=0xFD | 0xFE | 0xD8)
 }
 
-/// Rewrites the JPEG from its segments without metadata, with an EXIF block holding only
-/// `orientation` when it is not 1; anything after EOI is dropped.
+/// The ICC profile split over `APP2 ICC_PROFILE` segments, joined in sequence order (the first
+/// piece of each number, as they come); `None` when there is none or its pieces do not add up.
+fn icc_profile(layout: &Layout, bytes: &[u8]) -> Option<Vec<u8>> {
+    let pieces = layout
+        .segments
+        .iter()
+        .filter(|s| s.marker == 0xE2)
+        .filter_map(|s| s.payload(bytes).strip_prefix(ICC_PREFIX))
+        .filter_map(|p| Some((*p.first()?, *p.get(1)?, p.get(2..)?)));
+    let mut by_number: Vec<Option<&[u8]>> = Vec::new();
+    for (sequence, count, data) in pieces {
+        if by_number.is_empty() {
+            by_number = vec![None; usize::from(count)];
+        }
+        if let Some(slot @ None) = usize::from(sequence)
+            .checked_sub(1)
+            .and_then(|i| by_number.get_mut(i))
+        {
+            *slot = Some(data);
+        }
+    }
+    let pieces: Option<Vec<&[u8]>> = by_number.into_iter().collect();
+    pieces.filter(|p| !p.is_empty()).map(|p| p.concat())
+}
+
+const ICC_PREFIX: &[u8] = b"ICC_PROFILE\0";
+/// The most profile bytes one APP2 segment holds (65,535 less the length field, prefix and
+/// sequence bytes).
+const ICC_PIECE: usize = 65_519;
+
+/// Appends one segment with `payload`.
+fn segment(out: &mut Vec<u8>, marker: u8, payload: &[u8]) -> Result<(), WalkError> {
+    let length = u16::try_from(payload.len() + 2)
+        .map_err(|_| WalkError::malformed("JPEG segment too long"))?;
+    out.extend_from_slice(&[0xFF, marker]);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Rewrites the JPEG from its segments with only what decoding and colour need: JFIF's fixed
+/// fields (no thumbnail), an EXIF block holding only `orientation` when it is not 1, the ICC
+/// profile re-written from its parse, Adobe's fixed fields (its colour transform); then the
+/// tables, frames and scans as they were. Anything after EOI is dropped.
 ///
 /// # Errors
 /// `Malformed` when the walk fails or finds no EOI.
@@ -225,28 +262,43 @@ pub fn strip(bytes: &[u8], orientation: u8) -> Result<Vec<u8>, WalkError> {
             "the JPEG data ends before its end-of-image marker",
         ));
     }
+    let first_app = |marker: u8, prefix: &[u8]| {
+        layout
+            .segments
+            .iter()
+            .filter(|s| s.marker == marker)
+            .map(|s| s.payload(bytes))
+            .find(|p| p.starts_with(prefix))
+    };
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(&[0xFF, 0xD8]);
-    let mut segments = layout.segments.iter().peekable();
-    // JFIF requires its APP0 first; the EXIF block follows it.
-    while let Some(segment) = segments.next_if(|s| s.marker == 0xE0) {
-        if keep_segment(segment.marker, segment.payload(bytes)) {
-            out.extend_from_slice(&bytes[segment.range.clone()]);
-        }
+    // JFIF: identifier, version, units, densities (12 bytes), then a 0×0 thumbnail.
+    if let Some(jfif) = first_app(0xE0, b"JFIF\0").and_then(|p| p.get(..12)) {
+        segment(&mut out, 0xE0, &[jfif, &[0, 0]].concat())?;
     }
     if orientation != 1 {
         let mut payload = b"Exif\0\0".to_vec();
         payload.extend(exif::minimal(orientation));
-        let length = u16::try_from(payload.len() + 2)
-            .map_err(|_| WalkError::malformed("EXIF block too long"))?;
-        out.extend_from_slice(&[0xFF, 0xE1]);
-        out.extend_from_slice(&length.to_be_bytes());
-        out.extend(payload);
+        segment(&mut out, 0xE1, &payload)?;
     }
-    for segment in segments {
-        if keep_segment(segment.marker, segment.payload(bytes)) {
-            out.extend_from_slice(&bytes[segment.range.clone()]);
+    if let Some(profile) = icc_profile(&layout, bytes).and_then(|p| icc::rewrite(&p)) {
+        let pieces = profile.chunks(ICC_PIECE).collect::<Vec<_>>();
+        let count =
+            u8::try_from(pieces.len()).map_err(|_| WalkError::malformed("ICC profile too long"))?;
+        for (sequence, piece) in (1..=count).zip(pieces) {
+            segment(
+                &mut out,
+                0xE2,
+                &[ICC_PREFIX, &[sequence, count], piece].concat(),
+            )?;
         }
+    }
+    // Adobe: identifier, version, two flag words, colour transform (12 bytes).
+    if let Some(adobe) = first_app(0xEE, b"Adobe").and_then(|p| p.get(..12)) {
+        segment(&mut out, 0xEE, adobe)?;
+    }
+    for segment in layout.segments.iter().filter(|s| copied(s.marker)) {
+        out.extend_from_slice(&bytes[segment.range.clone()]);
     }
     out.extend_from_slice(&[0xFF, 0xD9]);
     Ok(out)

@@ -10,6 +10,7 @@
 pub mod exif;
 pub mod gif;
 pub mod heif;
+pub mod icc;
 pub mod jpeg;
 pub mod png;
 pub mod tiff;

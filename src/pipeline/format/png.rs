@@ -7,9 +7,9 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use img_parts::png::Png;
-use img_parts::{Bytes, ImageEXIF};
+use img_parts::{Bytes, ImageEXIF, ImageICC};
 
-use super::{End, Header, MAX_INFLATED_CHUNK, WalkError, be_u32, exif};
+use super::{End, Header, MAX_INFLATED_CHUNK, WalkError, be_u32, exif, icc};
 
 /// One PNG chunk: its type and the byte range of the whole chunk (length, type, data, CRC).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +206,9 @@ pub fn strip(bytes: &[u8], orientation: u8) -> Result<Vec<u8>, WalkError> {
     let mut png = Png::from_bytes(Bytes::copy_from_slice(&bytes[..end]))
         .map_err(|e| WalkError::Malformed(Cow::Owned(e.to_string())))?;
     png.chunks_mut().retain(|chunk| keep_chunk(chunk.kind()));
+    // The header check capped the profile's inflated size before this runs.
+    let profile = png.icc_profile().and_then(|p| icc::rewrite(&p));
+    png.set_icc_profile(profile.map(Bytes::from));
     if orientation != 1 {
         png.set_exif(Some(Bytes::from(exif::minimal(orientation))));
     }

@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use img_parts::riff::{RiffChunk, RiffContent};
 use img_parts::webp::WebP;
-use img_parts::{Bytes, ImageEXIF};
+use img_parts::{Bytes, ImageEXIF, ImageICC};
 
-use super::{WalkError, exif, le_u32};
+use super::{WalkError, exif, icc, le_u32};
 
 /// What the start of a WebP file says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +97,8 @@ pub fn strip(bytes: &[u8], orientation: u8) -> Result<Vec<u8>, WalkError> {
     let mut webp = WebP::from_bytes(Bytes::copy_from_slice(riff))
         .map_err(|e| WalkError::Malformed(Cow::Owned(e.to_string())))?;
     webp.chunks_mut().retain(|chunk| keep_chunk(chunk.id()));
+    let profile = webp.icc_profile().and_then(|p| icc::rewrite(&p));
+    webp.set_icc_profile(profile.map(Bytes::from));
     if orientation != 1 {
         webp.set_exif(Some(Bytes::from(exif::minimal(orientation))));
     }

@@ -9,7 +9,7 @@ pub mod recode;
 
 use std::ops::Range;
 
-use super::{End, Header, WalkError};
+use super::{End, Header, WalkError, icc};
 
 /// The most GIF frames re-coded for one original; longer animations are refused rather than
 /// kept with frames that were not cleaned.
@@ -185,7 +185,8 @@ impl<'a> Image<'a> {
     }
 }
 
-/// Writes `head`, then `lzw` as sub-blocks of at most 255 bytes, then the terminator.
+/// Writes `head`, then `data` (LZW codes, a profile) as sub-blocks of at most 255 bytes, then
+/// the terminator.
 fn image_block(head: &[u8], lzw: &[u8]) -> Vec<u8> {
     let mut out = head.to_vec();
     for sub in lzw.chunks(255) {
@@ -241,9 +242,28 @@ pub fn check_complete(bytes: &[u8]) -> Result<(), WalkError> {
     Ok(())
 }
 
-/// Application extensions kept: looping (Netscape/AnimExts) and ICC profiles.
+/// Application extensions kept as they are: looping (Netscape/AnimExts). The ICC profile
+/// extension is re-written instead.
 fn keep_application(id: &[u8]) -> bool {
-    matches!(id, b"NETSCAPE2.0" | b"ANIMEXTS1.0" | b"ICCRGBG1012")
+    matches!(id, b"NETSCAPE2.0" | b"ANIMEXTS1.0")
+}
+
+/// The identifier of the application extension that carries an ICC profile.
+const ICC_APPLICATION: &[u8] = b"ICCRGBG1012";
+
+/// An application extension's data sub-blocks (after its introducer, label and 11-byte
+/// identifier block), joined; `None` when they run past the block.
+fn application_data(block: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 14;
+    loop {
+        let len = usize::from(*block.get(i)?);
+        if len == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(block.get(i + 1..i + 1 + len)?);
+        i += 1 + len;
+    }
 }
 
 /// The GIF without comments, plain text, unknown extensions and trailing bytes, every frame
@@ -280,6 +300,13 @@ pub fn strip(bytes: &[u8]) -> Result<Vec<u8>, WalkError> {
                 false
             }
             BlockKind::Extension(0xF9) => true, // graphic control: delay, transparency
+            BlockKind::Extension(0xFF) if data.get(3..14) == Some(ICC_APPLICATION) => {
+                // The profile, re-written from its parse, in fresh sub-blocks.
+                if let Some(profile) = application_data(data).and_then(|p| icc::rewrite(&p)) {
+                    out.extend(image_block(&data[..14], &profile));
+                }
+                false
+            }
             BlockKind::Extension(0xFF) => data.get(3..14).is_some_and(keep_application),
             BlockKind::Extension(_) => false, // comments, plain text, unknown
         };
