@@ -331,3 +331,16 @@ async fn library_submit_applies_the_same_checks() {
         "{err}"
     );
 }
+
+/// A JPEG signature followed by megabytes of junk is refused from its first bytes: the intake
+/// never reads on through the file looking for a header.
+#[tokio::test]
+async fn a_jpeg_signature_then_junk_is_refused_at_once() {
+    let server = TestServer::start().await;
+    let mut junk = vec![0xFF, 0xD8, 0xFF];
+    junk.extend(vec![0u8; 3 << 20]);
+    let (status, body) = server.upload(junk, "avatar", "u1").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "UNREADABLE_IMAGE");
+    assert_eq!(server.stored_keys().await, Vec::<String>::new());
+}

@@ -44,6 +44,9 @@ pub struct Layout {
     pub end: End,
 }
 
+/// Most stray bytes tolerated between two segments.
+const MAX_STRAY_BYTES: usize = 4096;
+
 const SOI: u8 = 0xD8;
 const EOI: u8 = 0xD9;
 const SOS: u8 = 0xDA;
@@ -78,8 +81,14 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
     };
     let mut i = 2;
     loop {
-        // Find the next marker, skipping fill bytes (and, leniently, stray bytes between segments).
-        let Some(ff) = bytes[i..].iter().position(|&b| b == 0xFF) else {
+        // Find the next marker, skipping fill bytes (and, leniently, a few stray bytes between
+        // segments, as libjpeg does; a long run of them is not a JPEG, and would make a prefix
+        // of junk look merely cut short).
+        let next = bytes[i..].iter().position(|&b| b == 0xFF);
+        if next.unwrap_or(bytes.len() - i) > MAX_STRAY_BYTES {
+            return Err(WalkError::malformed("no JPEG marker where one must be"));
+        }
+        let Some(ff) = next else {
             return Ok(layout);
         };
         i += ff;
@@ -371,6 +380,20 @@ pub(crate) mod tests {
         out.extend_from_slice(entropy);
         out.extend_from_slice(&[0xFF, 0xD9]);
         out
+    }
+
+    #[test]
+    fn a_long_run_without_markers_is_not_a_jpeg() {
+        let mut junk = vec![0xFF, 0xD8];
+        junk.extend(vec![0u8; 1 << 20]);
+        assert!(matches!(walk(&junk, true), Err(WalkError::Malformed(_))));
+        // A few stray bytes before a marker are tolerated, as libjpeg does.
+        let mut file = skeleton(8, 8, &[1, 2]);
+        file.splice(2..2, [0u8; 16]);
+        assert_eq!(walk(&file, true).unwrap().size, Some((8, 8)));
+        // A file cut short is still merely cut short.
+        let whole = skeleton(8, 8, &[1, 2]);
+        assert!(walk(&whole[..whole.len() - 4], false).is_ok());
     }
 
     #[test]
