@@ -24,7 +24,7 @@ pub fn check_header(
 ) -> Result<(u32, u32), PipelineError> {
     let header = Container::of(format).header(bytes)?;
     if let Some((width, height)) = header.also_allocated {
-        check(width, height, limits)?;
+        limits.check(width, height)?;
     }
     let (width, height) = header.size;
     if width == 0 || height == 0 {
@@ -33,17 +33,9 @@ pub fn check_header(
             reason: format!("the header declares a {width}×{height} image"),
         });
     }
-    check(width, height, limits)?;
+    limits.check(width, height)?;
     limits.check_work(header.decoded_bytes())?;
     Ok((width, height))
-}
-
-/// Checks a declared size against the limits.
-///
-/// # Errors
-/// `TooManyPixels` when a side is over `max_side` or the area over `max_pixels`.
-pub fn check(width: u32, height: u32, limits: &Limits) -> Result<(), PipelineError> {
-    limits.check(width, height)
 }
 
 #[cfg(test)]
@@ -67,7 +59,7 @@ mod tests {
             (10_001, 10_000, false),
             (16_383, 16_383, false),
         ] {
-            assert_eq!(check(w, h, &LIMITS).is_ok(), ok, "{w}x{h}");
+            assert_eq!(LIMITS.check(w, h).is_ok(), ok, "{w}x{h}");
         }
     }
 

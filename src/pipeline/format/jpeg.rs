@@ -165,19 +165,11 @@ fn skip_entropy_data(bytes: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-/// The stored size from the first frame header.
+/// The first frame header's size and decoded pixel size.
 ///
 /// # Errors
 /// `Unsupported` for codings the decoder cannot read, `Truncated` when the bytes end before
 /// the frame header, `Malformed` from the walk.
-pub fn size(bytes: &[u8]) -> Result<(u32, u32), WalkError> {
-    Ok(header(bytes)?.size)
-}
-
-/// The first frame header's size and decoded pixel size.
-///
-/// # Errors
-/// As [`size`].
 pub fn header(bytes: &[u8]) -> Result<Header, WalkError> {
     let layout = walk(bytes, true)?;
     if let Some(feature) = layout.frame_marker.and_then(unsupported_coding) {

@@ -98,14 +98,6 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
     Ok(layout)
 }
 
-/// The stored size from IHDR.
-///
-/// # Errors
-/// `Malformed` from the walk.
-pub fn size(bytes: &[u8]) -> Result<(u32, u32), WalkError> {
-    Ok(walk(bytes, true)?.size)
-}
-
 /// IHDR's size and decoded pixel size; and the compressed metadata chunks in hand (`iCCP`,
 /// `zTXt`, `iTXt`) inflated up to [`MAX_INFLATED_CHUNK`], since a decoder inflates them whole
 /// before the first pixel: a small file must not hide a gigabyte there.
