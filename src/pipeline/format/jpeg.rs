@@ -124,6 +124,14 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
             let Some(header) = bytes.get(i + 2..i + 8) else {
                 return Ok(layout);
             };
+            // Precision, size, component count, then three bytes a component: a shorter
+            // segment would have its size read from whatever follows it.
+            let components = usize::from(header[5]);
+            if components == 0 || length < 8 + 3 * components {
+                return Err(WalkError::malformed(
+                    "a frame header shorter than its fields",
+                ));
+            }
             let height = u32::from(u16::from_be_bytes([header[1], header[2]]));
             let width = u32::from(u16::from_be_bytes([header[3], header[4]]));
             let sample_bytes = if header[0] > 8 { 2 } else { 1 };
@@ -372,6 +380,20 @@ pub(crate) mod tests {
         out.extend_from_slice(entropy);
         out.extend_from_slice(&[0xFF, 0xD9]);
         out
+    }
+
+    /// A 6-byte SOF0 (found by fuzzing): its size would be read from the next segment's
+    /// bytes, so stripping (which rewrites what follows) changed the reported size.
+    #[test]
+    fn a_frame_header_shorter_than_its_fields_is_malformed() {
+        let mut file = skeleton(8, 8, &[1, 2]);
+        let sof = file.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        file[sof + 3] = 6;
+        assert!(matches!(walk(&file, true), Err(WalkError::Malformed(_))));
+        file[sof + 3] = 10; // one component needs 11
+        assert!(matches!(walk(&file, true), Err(WalkError::Malformed(_))));
+        file[sof + 3] = 11;
+        assert_eq!(walk(&file, true).unwrap().size, Some((8, 8)));
     }
 
     #[test]

@@ -25,11 +25,14 @@ impl<'a> Reader<'a> {
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], WalkError> {
-        let end = self.at.checked_add(n).ok_or(WalkError::malformed("%s"))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(WalkError::malformed("a box field overflows"))?;
         let out = self
             .bytes
             .get(self.at..end)
-            .ok_or(WalkError::malformed("%s"))?;
+            .ok_or(WalkError::malformed("a box ends inside a field"))?;
         self.at = end;
         Ok(out)
     }
@@ -59,7 +62,9 @@ impl<'a> Reader<'a> {
                 a.copy_from_slice(b);
                 Ok(u64::from_be_bytes(a))
             }
-            _ => Err(WalkError::malformed("%s")),
+            _ => Err(WalkError::malformed(
+                "an iloc field has a size other than 0, 4 or 8",
+            )),
         }
     }
 
@@ -96,7 +101,7 @@ pub fn boxes(bytes: &[u8], range: Range<usize>) -> Result<Vec<BoxInfo>, WalkErro
             n => (8, u64::from(n)),
         };
         if size < header as u64 {
-            return Err(WalkError::malformed("%s"));
+            return Err(WalkError::malformed("a box is smaller than its header"));
         }
         let box_end = at.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
         out.push(BoxInfo {
@@ -105,7 +110,7 @@ pub fn boxes(bytes: &[u8], range: Range<usize>) -> Result<Vec<BoxInfo>, WalkErro
             cut: box_end > end,
         });
         if out.len() > MAX_ENTRIES {
-            return Err(WalkError::malformed("%s"));
+            return Err(WalkError::malformed("too many boxes"));
         }
         at = box_end;
     }
@@ -130,7 +135,7 @@ pub fn associations(payload: &[u8], item: u32) -> Result<Vec<usize>, WalkError> 
     let (version, flags) = r.full_box()?;
     let count = r.u32()? as usize;
     if count > MAX_ENTRIES {
-        return Err(WalkError::malformed("%s"));
+        return Err(WalkError::malformed("too many ipma entries"));
     }
     for _ in 0..count {
         let id = if version < 1 {
@@ -174,9 +179,11 @@ pub fn locations(payload: &[u8]) -> Result<Vec<Location>, WalkError> {
         r.u32()? as usize
     };
     if count > MAX_ENTRIES {
-        return Err(WalkError::malformed("%s"));
+        return Err(WalkError::malformed("too many iloc entries"));
     }
     let mut out = Vec::with_capacity(count.min(1024));
+    // Extents whose fields are all zero-sized take no bytes: only this total bounds them.
+    let mut extents_left = MAX_ENTRIES;
     for _ in 0..count {
         let item = if version < 2 {
             u32::from(r.u16()?)
@@ -191,6 +198,9 @@ pub fn locations(payload: &[u8]) -> Result<Vec<Location>, WalkError> {
         r.u16()?; // data reference index
         let base = r.sized(base_size)?;
         let extent_count = usize::from(r.u16()?);
+        extents_left = extents_left
+            .checked_sub(extent_count)
+            .ok_or(WalkError::malformed("too many iloc extents"))?;
         let mut extents = Vec::with_capacity(extent_count);
         for _ in 0..extent_count {
             r.sized(index_size)?;
@@ -204,4 +214,25 @@ pub fn locations(payload: &[u8]) -> Result<Vec<Location>, WalkError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `iloc` (version 1) whose offset, length and index fields are all zero-sized: each
+    /// extent takes no bytes, so a 58 KB file could declare billions of them (found by
+    /// fuzzing: 18 s and 2 GiB in `probe`).
+    #[test]
+    fn zero_sized_extents_are_bounded_by_a_total() {
+        let mut payload = vec![1, 0, 0, 0]; // version 1, flags
+        payload.extend([0x00, 0x00]); // offset, length, base and index sizes: 0
+        payload.extend(u16::MAX.to_be_bytes()); // locations
+        for item in 0..u16::MAX {
+            payload.extend(item.to_be_bytes());
+            payload.extend([0, 0, 0, 0]); // construction, data reference
+            payload.extend(u16::MAX.to_be_bytes()); // extents, no bytes each
+        }
+        assert!(matches!(locations(&payload), Err(WalkError::Malformed(_))));
+    }
 }

@@ -69,19 +69,19 @@ pub fn layout(bytes: &[u8]) -> Result<Layout, WalkError> {
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b' ')
     }) {
-        return Err(WalkError::malformed("%s"));
+        return Err(WalkError::malformed("a top-level box has a damaged header"));
     }
     let meta = top
         .iter()
         .find(|b| &b.kind == b"meta")
         .ok_or(WalkError::Truncated)?;
     if meta.payload.end < meta.payload.start + 4 {
-        return Err(WalkError::malformed("%s"));
+        return Err(WalkError::malformed("empty meta box"));
     }
     let children = boxes(bytes, meta.payload.start + 4..meta.payload.end)?;
     let child = |kind: &[u8; 4]| children.iter().find(|b| &b.kind == kind);
 
-    let pitm = child(b"pitm").ok_or(WalkError::malformed("%s"))?;
+    let pitm = child(b"pitm").ok_or(WalkError::malformed("no primary item (pitm box)"))?;
     let mut r = Reader::new(&bytes[pitm.payload.clone()]);
     let primary = match r.full_box()?.0 {
         0 => u32::from(r.u16()?),
