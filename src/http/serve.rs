@@ -28,6 +28,9 @@ use tower::ServiceExt;
 
 use crate::config::ServerConfig;
 
+/// Most bytes one HTTP/1 connection buffers before the handler reads them.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Serves `router` on `listener` within `limits` until `shutdown` completes, then lets open
 /// connections finish for at most `limits.shutdown_grace`. Handlers see the peer's address as
 /// [`ConnectInfo<SocketAddr>`].
@@ -47,7 +50,10 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // The read buffer (hyper's default grows to 400 KiB): what a stalled upload pins
+        // besides its head and write buffer. Also the longest request head.
+        .max_buf_size(READ_BUFFER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -45,7 +45,7 @@ staging_sweep_secs = 1
 // ---------------------------------------------------------------------------------------------
 
 /// One test's folder: the data dir shared by its processes, the config file, and their logs.
-struct Env {
+pub(crate) struct Env {
     dir: TempDir,
     /// `XIP_*` variables every process gets.
     vars: Vec<(String, String)>,
@@ -53,12 +53,12 @@ struct Env {
 
 impl Env {
     /// The embedded default: SQLite and local objects under the data folder.
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env::with_backends("")
     }
 
     /// `backends` (top-level configuration lines: database, storage) before the common tables.
-    fn with_backends(backends: &str) -> Env {
+    pub(crate) fn with_backends(backends: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
@@ -106,7 +106,7 @@ impl Env {
         listed.into_iter().map(|o| o.key).collect()
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
@@ -137,7 +137,7 @@ impl Env {
     }
 
     /// `serve --listen 127.0.0.1:0`, returning once it has said where it listens.
-    async fn serve(&self, name: &str, no_worker: bool) -> Server {
+    pub(crate) async fn serve(&self, name: &str, no_worker: bool) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         if no_worker {
             args.push("--no-worker");
@@ -189,7 +189,7 @@ impl Drop for Env {
 }
 
 /// A child process, killed (SIGKILL) if still running when dropped.
-struct Proc {
+pub(crate) struct Proc {
     name: String,
     child: Child,
     /// Kept open so the child never writes to a closed pipe.
@@ -197,7 +197,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child
             .id()
             .expect("the process has already been reaped") as i32
@@ -232,9 +232,9 @@ impl Drop for Proc {
 }
 
 /// A `serve` process and how to reach it.
-struct Server {
-    proc: Proc,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) proc: Proc,
+    pub(crate) base: String,
     client: reqwest::Client,
 }
 
@@ -248,7 +248,7 @@ impl Server {
     }
 
     /// Uploads `bytes` named `name` and returns the job id from the 202 answer.
-    async fn upload_bytes(
+    pub(crate) async fn upload_bytes(
         &self,
         name: &str,
         bytes: Vec<u8>,
