@@ -96,6 +96,19 @@ where
     }
 }
 
+/// Closes a pooled connection instead of returning it when the transaction it ran failed:
+/// its state is then unknown. After SQLITE_FULL, SQLite has rolled back by itself while sqlx
+/// still counts an open transaction, and every later BEGIN on that connection fails; a
+/// connection cut mid-transaction is no better. A fresh one is opened when needed.
+fn close_if_failed<DB: sqlx::Database, T, E>(
+    conn: &mut sqlx::pool::PoolConnection<DB>,
+    result: &Result<T, E>,
+) {
+    if result.is_err() {
+        conn.close_on_drop();
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use tokio::sync::watch;
@@ -176,37 +177,43 @@ impl JobStore for PgJobStore {
         media: &Media,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(sql::COMPLETE_JOB)
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(media.id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            // Explicitly: a dropped transaction is only rolled back when its connection is next
-            // used, and until then it holds the write lock (SQLite) or the table lock (PostgreSQL).
-            tx.rollback().await?;
-            return Ok(false);
+        let mut conn = self.pool.acquire().await?;
+        let done = async {
+            let mut tx = conn.begin().await?;
+            let done = sqlx::query(sql::COMPLETE_JOB)
+                .bind(id.as_str())
+                .bind(worker)
+                .bind(media.id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                // Explicitly: a dropped transaction is only rolled back when its connection is next
+                // used, and until then it holds the write lock (SQLite) or the table lock (PostgreSQL).
+                tx.rollback().await?;
+                return Ok::<_, sqlx::Error>(false);
+            }
+            sqlx::query(sql::INSERT_MEDIA)
+                .bind(media.id.as_str())
+                .bind(media.job_id.as_str())
+                .bind(&media.source_type)
+                .bind(&media.source_id)
+                .bind(Json(&media.variants))
+                .bind(&media.original_key)
+                .bind(i64::from(media.width))
+                .bind(i64::from(media.height))
+                .bind(&media.aspect_ratio)
+                .bind(&media.blurhash)
+                .bind(&media.format)
+                .bind(media.created_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
         }
-        sqlx::query(sql::INSERT_MEDIA)
-            .bind(media.id.as_str())
-            .bind(media.job_id.as_str())
-            .bind(&media.source_type)
-            .bind(&media.source_id)
-            .bind(Json(&media.variants))
-            .bind(&media.original_key)
-            .bind(i64::from(media.width))
-            .bind(i64::from(media.height))
-            .bind(&media.aspect_ratio)
-            .bind(&media.blurhash)
-            .bind(&media.format)
-            .bind(media.created_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        .await;
+        super::close_if_failed(&mut conn, &done);
+        Ok(done?)
     }
 
     async fn record_moderation(

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -110,14 +111,20 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query_as::<_, JobRow>(CLAIM)
-            .bind(worker)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        rows::optional(row)
+        let mut conn = self.pool.acquire().await?;
+        let row = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let row = sqlx::query_as::<_, JobRow>(CLAIM)
+                .bind(worker)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        }
+        .await;
+        super::close_if_failed(&mut conn, &row);
+        rows::optional(row?)
     }
 
     async fn start_attempt(
@@ -152,37 +159,43 @@ impl JobStore for SqliteJobStore {
         media: &Media,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(sql::COMPLETE_JOB)
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(media.id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            // Explicitly: a dropped transaction is only rolled back when its connection is next
-            // used, and until then it holds the write lock (SQLite) or the table lock (PostgreSQL).
-            tx.rollback().await?;
-            return Ok(false);
+        let mut conn = self.pool.acquire().await?;
+        let done = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let done = sqlx::query(sql::COMPLETE_JOB)
+                .bind(id.as_str())
+                .bind(worker)
+                .bind(media.id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                // Explicitly: a dropped transaction is only rolled back when its connection is next
+                // used, and until then it holds the write lock (SQLite) or the table lock (PostgreSQL).
+                tx.rollback().await?;
+                return Ok::<_, sqlx::Error>(false);
+            }
+            sqlx::query(sql::INSERT_MEDIA)
+                .bind(media.id.as_str())
+                .bind(media.job_id.as_str())
+                .bind(&media.source_type)
+                .bind(&media.source_id)
+                .bind(Json(&media.variants))
+                .bind(&media.original_key)
+                .bind(i64::from(media.width))
+                .bind(i64::from(media.height))
+                .bind(&media.aspect_ratio)
+                .bind(&media.blurhash)
+                .bind(&media.format)
+                .bind(media.created_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
         }
-        sqlx::query(sql::INSERT_MEDIA)
-            .bind(media.id.as_str())
-            .bind(media.job_id.as_str())
-            .bind(&media.source_type)
-            .bind(&media.source_id)
-            .bind(Json(&media.variants))
-            .bind(&media.original_key)
-            .bind(i64::from(media.width))
-            .bind(i64::from(media.height))
-            .bind(&media.aspect_ratio)
-            .bind(&media.blurhash)
-            .bind(&media.format)
-            .bind(media.created_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        .await;
+        super::close_if_failed(&mut conn, &done);
+        Ok(done?)
     }
 
     async fn record_moderation(

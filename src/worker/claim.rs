@@ -13,6 +13,11 @@ use tracing::Instrument;
 use super::{Context, Failure, attempt, retry};
 use crate::queue::{Job, Millis, now_ms};
 
+/// The first wait after a failed claim, doubled per failure in a row up to [`CLAIM_RETRY_MAX`].
+const CLAIM_RETRY_BASE: Duration = Duration::from_millis(100);
+/// The longest wait between claims while the database fails.
+const CLAIM_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Claims and runs jobs until `shutdown`; sleeps until woken, a retry is due, or the idle poll.
 /// `idle` counts the loops of the pool that are sleeping.
 pub async fn run(
@@ -24,21 +29,37 @@ pub async fn run(
     let jobs = &context.jobs;
     let mut wake_ups = jobs.wake_ups();
     let idle_poll = context.settings.idle_poll;
+    // Claims that failed in a row: the loop backs off while the database cannot answer, and
+    // says so once when it starts failing and once when it recovers, not on every attempt.
+    let mut failures: u32 = 0;
     while !shutdown.is_cancelled() {
         wake_ups.borrow_and_update();
-        match jobs.claim(&worker, now_ms()).await {
-            Ok(Some(job)) => {
-                run_job(&context, &worker, job).await;
-                continue;
+        let wait = match jobs.claim(&worker, now_ms()).await {
+            Ok(claimed) => {
+                if failures > 0 {
+                    tracing::info!(failures, "claiming jobs again");
+                    failures = 0;
+                }
+                if let Some(job) = claimed {
+                    run_job(&context, &worker, job).await;
+                    continue;
+                }
+                match jobs.next_run_at().await {
+                    Ok(Some(due)) => {
+                        Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64)
+                    }
+                    _ => idle_poll,
+                }
+                .clamp(Duration::from_millis(10), idle_poll)
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not claim a job"),
-        }
-        let wait = match jobs.next_run_at().await {
-            Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64),
-            _ => idle_poll,
-        }
-        .clamp(Duration::from_millis(10), idle_poll);
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::error!(error = %e, "cannot claim jobs; retrying with backoff");
+                }
+                retry::jittered(retry::backoff(failures, CLAIM_RETRY_BASE, CLAIM_RETRY_MAX))
+            }
+        };
         idle.send_modify(|n| *n += 1);
         tokio::select! {
             () = shutdown.cancelled() => {}

@@ -784,3 +784,59 @@ async fn postgres_insert_in_one_process_wakes_another() {
         "a store in another schema must not be woken"
     );
 }
+
+/// SQLite rolls a transaction back by itself after some errors (SQLITE_FULL, a trigger's
+/// `RAISE(ROLLBACK)`) while sqlx still counts it open; such a connection must not go back to
+/// the pool, where every later BEGIN on it failed until a restart.
+#[tokio::test]
+async fn sqlite_transactions_rolled_back_by_sqlite_do_not_poison_the_pool() {
+    use sqlx::Connection;
+
+    let (dir, store) = open_sqlite().await;
+    let url = format!("sqlite://{}/q.db", dir.path().display());
+    let mut outside = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let tries = DatabaseConfig::from_url(&url).unwrap().max_connections * 2;
+
+    // The disk "fills" while a job is claimed: every claim fails.
+    let id = insert(&store, "a", 3, 1_000).await;
+    sqlx::query(
+        "CREATE TRIGGER full BEFORE UPDATE ON jobs BEGIN SELECT RAISE(ROLLBACK, 'full'); END",
+    )
+    .execute(&mut outside)
+    .await
+    .unwrap();
+    for _ in 0..tries {
+        assert!(store.claim("w1", 2_000).await.is_err());
+    }
+    // Space is freed: claims work again on every pooled connection, with no restart.
+    sqlx::query("DROP TRIGGER full")
+        .execute(&mut outside)
+        .await
+        .unwrap();
+    assert_eq!(claim(&store, "w1", 2_000).await.id, id);
+    for _ in 0..tries {
+        assert!(store.claim("w1", 2_000).await.unwrap().is_none());
+    }
+
+    // The same for completing a job.
+    let job = get(&store, &id).await;
+    let media = media_for(&job, 2_500);
+    sqlx::query(
+        "CREATE TRIGGER full BEFORE INSERT ON media BEGIN SELECT RAISE(ROLLBACK, 'full'); END",
+    )
+    .execute(&mut outside)
+    .await
+    .unwrap();
+    for _ in 0..tries {
+        assert!(store.complete(&id, "w1", &media, 3_000).await.is_err());
+    }
+    sqlx::query("DROP TRIGGER full")
+        .execute(&mut outside)
+        .await
+        .unwrap();
+    for _ in 0..tries {
+        assert!(store.next_run_at().await.is_ok());
+    }
+    assert!(store.complete(&id, "w1", &media, 3_000).await.unwrap());
+    assert_eq!(get(&store, &id).await.status, JobStatus::Complete);
+}
