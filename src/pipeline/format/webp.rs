@@ -119,5 +119,44 @@ pub fn strip(bytes: &[u8], orientation: u8) -> Result<Vec<u8>, WalkError> {
             *chunk = RiffChunk::new(*b"VP8X", RiffContent::Data(Bytes::from(data)));
         }
     }
-    Ok(webp.encoder().bytes().to_vec())
+    let stripped = webp.encoder().bytes().to_vec();
+    // img-parts drops VP8X when only image data is left and rebuilds it from the frame header
+    // when EXIF comes back: a frame header that disagrees with the canvas would come out as
+    // another size, or as no valid WebP at all.
+    if self::header(&stripped).map(|h| h.size).ok() != Some(header.size) {
+        return Err(WalkError::malformed(
+            "the WebP frame header does not match its canvas",
+        ));
+    }
+    Ok(stripped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(id: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut out = id.to_vec();
+        out.extend((data.len() as u32).to_le_bytes());
+        out.extend(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+        out
+    }
+
+    /// An extended WebP whose VP8 frame header is damaged (found by fuzzing): stripping it
+    /// gave a file img-parts had turned into a simple WebP with an EXIF chunk, which is no
+    /// WebP at all.
+    #[test]
+    fn a_frame_header_that_disagrees_with_the_canvas_is_not_stripped() {
+        let mut body = b"WEBP".to_vec();
+        body.extend(chunk(b"VP8X", &[0, 0, 0, 0, 99, 0, 0, 99, 0, 0]));
+        body.extend(chunk(b"VP8 ", &[0x55; 40]));
+        let mut file = b"RIFF".to_vec();
+        file.extend((body.len() as u32).to_le_bytes());
+        file.extend(body);
+        assert_eq!(header(&file).unwrap().size, (100, 100));
+        assert!(matches!(strip(&file, 6), Err(WalkError::Malformed(_))));
+    }
 }

@@ -90,7 +90,8 @@ pub fn boxes(bytes: &[u8], range: Range<usize>) -> Result<Vec<BoxInfo>, WalkErro
     let mut out = Vec::new();
     let mut at = range.start;
     let end = range.end.min(bytes.len());
-    while at + 8 <= end {
+    // `at` may be past `end` (a box declaring more than is there ends the walk).
+    while end.saturating_sub(at) >= 8 {
         let mut r = Reader::new(&bytes[at..end]);
         let size32 = r.u32()?;
         let kind_bytes = r.take(4)?;
@@ -219,6 +220,19 @@ pub fn locations(payload: &[u8]) -> Result<Vec<Location>, WalkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A box whose 64-bit size is the largest there is (found by fuzzing: the walk's next
+    /// offset overflowed).
+    #[test]
+    fn a_box_declaring_the_largest_size_ends_the_walk() {
+        let mut bytes = vec![0, 0, 0, 1];
+        bytes.extend(b"free");
+        bytes.extend(u64::MAX.to_be_bytes());
+        bytes.extend([0; 16]);
+        let listed = boxes(&bytes, 0..bytes.len()).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].cut);
+    }
 
     /// An `iloc` (version 1) whose offset, length and index fields are all zero-sized: each
     /// extent takes no bytes, so a 58 KB file could declare billions of them (found by

@@ -142,8 +142,13 @@ pub fn layout(bytes: &[u8]) -> Result<Layout, WalkError> {
                     b"irot" => out.rotation = r.u8()? & 0x03,
                     b"clap" => {
                         let (wn, wd, hn, hd) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+                        // A rational size, rounded to the nearest pixel (in u64: the fields
+                        // are any u32).
+                        let round = |n: u32, d: u32| {
+                            u32::try_from((u64::from(n) + u64::from(d) / 2) / u64::from(d)).ok()
+                        };
                         if wd > 0 && hd > 0 {
-                            out.clap = Some(((wn + wd / 2) / wd, (hn + hd / 2) / hd));
+                            out.clap = round(wn, wd).zip(round(hn, hd));
                         }
                     }
                     b"imir" => out.mirror = Some(r.u8()? & 0x01),
