@@ -37,6 +37,10 @@ pub struct Layout {
     pub mime: Vec<Range<usize>>,
     /// Whether every top-level box and every item extent ends within the bytes given.
     pub complete: bool,
+    /// The data boxes' payloads (top-level `mdat`, the `meta` box's `idat`): the only bytes
+    /// that stripping may blank, so that an item pointing into the boxes themselves cannot
+    /// make it damage the file's structure.
+    pub data: Vec<Range<usize>>,
 }
 
 impl Layout {
@@ -119,6 +123,12 @@ pub fn layout(bytes: &[u8]) -> Result<Layout, WalkError> {
 
     let mut out = Layout {
         complete: top.iter().all(|b| !b.cut),
+        data: top
+            .iter()
+            .filter(|b| &b.kind == b"mdat")
+            .chain(child(b"idat"))
+            .map(|b| b.payload.clone())
+            .collect(),
         ..Layout::default()
     };
     if let Some(iprp) = child(b"iprp") {
@@ -266,9 +276,21 @@ const EMPTY_XMP: &[u8] = b"<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"/>";
 /// The file with its `Exif` and `mime` items blanked in place.
 ///
 /// # Errors
-/// What [`layout`] returns.
+/// What [`layout`] returns, and `Malformed` when a metadata item's bytes are not inside a
+/// data box (`mdat`, `idat`).
 pub fn strip(bytes: &[u8]) -> Result<Vec<u8>, WalkError> {
     let layout = layout(bytes)?;
+    let in_data = |range: &Range<usize>| {
+        layout
+            .data
+            .iter()
+            .any(|data| data.start <= range.start && range.end <= data.end)
+    };
+    if !layout.exif.iter().chain(&layout.mime).all(in_data) {
+        return Err(WalkError::malformed(
+            "a metadata item lies outside the file's data boxes",
+        ));
+    }
     let mut out = bytes.to_vec();
     for range in layout.exif {
         // An EXIF item is a 4-byte offset to the TIFF header, then the TIFF data.
@@ -349,26 +371,35 @@ mod tests {
             0,
             &[&[0, 1][..], &full_box(b"infe", 2, &infe_body)].concat(),
         );
-        // iloc v0: offset 4 bytes, length 4 bytes, no base; item 2 at 100, 20 bytes.
+        // iloc v0: offset 4 bytes, length 4 bytes, no base; item 2 at 300, 20 bytes (in mdat).
         let iloc = full_box(
             b"iloc",
             0,
-            &[
-                0x44, 0x00, 0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 100, 0, 0, 0, 20,
-            ],
+            &[0x44, 0x00, 0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 1, 44, 0, 0, 0, 20],
         );
         let pitm = full_box(b"pitm", 0, &[0, 1]);
         let meta = full_box(b"meta", 0, &[pitm, iinf, iloc, iprp].concat());
         let mut file = plain_box(b"ftyp", b"heic\0\0\0\0mif1heic");
         file.extend(meta);
-        let pad = 200 - file.len() - 8;
+        let pad = 400 - file.len() - 8;
         file.extend(plain_box(b"mdat", &vec![0; pad]));
         let layout = layout(&file).unwrap();
         assert_eq!(layout.size, Some((16320, 12240)));
         assert_eq!(layout.rotation, 3);
         assert_eq!(layout.mirror, Some(1));
         assert_eq!(layout.display_size(), Some((12240, 16320)));
-        assert_eq!(layout.exif, vec![100..120]);
+        assert_eq!(layout.exif, vec![300..320]);
         assert!(super::layout(&file[..30]).is_err());
+        assert!(strip(&file).is_ok());
+
+        // The same item pointing at the start of the file, as a fuzzed file did: blanking it
+        // would wipe the ftyp box, so the file is refused instead.
+        let at = file
+            .windows(8)
+            .position(|w| w == [0, 0, 1, 44, 0, 0, 0, 20])
+            .unwrap();
+        file[at + 2] = 0;
+        file[at + 3] = 0;
+        assert!(matches!(strip(&file), Err(WalkError::Malformed(_))));
     }
 }
