@@ -111,14 +111,21 @@ fn photo_start() -> Vec<u8> {
     photo[..SENT].to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_hundred_stalled_uploads_hold_a_bounded_resident_set() {
+/// A `serve` process (no worker) that has taken one upload, so the resident set measured
+/// before an attack already holds what any upload allocates once.
+async fn warmed_server() -> (Env, Server) {
     let env = Env::with_backends(PATIENT);
     let server = env.serve("api", true).await;
     let photo = corpus_bytes("photos/hato_6.3mp.jpg");
     server
         .upload_bytes("warm.jpg", photo, "gallery", "warm")
         .await;
+    (env, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_stalled_uploads_hold_a_bounded_resident_set() {
+    let (env, server) = warmed_server().await;
     let before = rss_mib(&server);
 
     let mut request = http1_start(10_000_000);
@@ -242,12 +249,7 @@ async fn upload_junk(addr: String, request: Vec<u8>, len: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_49_mib_junk_jpegs_leave_the_resident_set_flat() {
-    let env = Env::with_backends(PATIENT);
-    let server = env.serve("api", true).await;
-    let photo = corpus_bytes("photos/hato_6.3mp.jpg");
-    server
-        .upload_bytes("warm.jpg", photo, "gallery", "warm")
-        .await;
+    let (env, server) = warmed_server().await;
     let before = rss_mib(&server);
 
     const JUNK: usize = 49 << 20;
