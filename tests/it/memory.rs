@@ -249,7 +249,7 @@ async fn upload_junk(addr: String, request: Vec<u8>, len: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_49_mib_junk_jpegs_leave_the_resident_set_flat() {
-    let (env, server) = warmed_server().await;
+    let (_env, server) = warmed_server().await;
     let before = rss_mib(&server);
 
     const JUNK: usize = 49 << 20;
