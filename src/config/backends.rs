@@ -30,8 +30,11 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Connections kept open when idle.
     pub min_connections: u32,
-    /// How long a query waits for a free connection (or to connect) before failing.
+    /// How long a worker's query waits for a free connection (or to connect) before failing.
     pub acquire_timeout: Duration,
+    /// How long an HTTP request waits for a connection before its 503 `QUEUE_UNAVAILABLE`:
+    /// short, so a client hears at once that the database is away.
+    pub request_acquire_timeout: Duration,
     /// Idle connections above `min_connections` are closed after this long.
     pub idle_timeout: Duration,
     /// Apply pending migrations when a process starts; when `false`, start-up refuses a
@@ -159,12 +162,19 @@ pub fn database(
             "must be at least 1",
         ));
     }
+    if !(raw.request_acquire_timeout_secs > 0.0 && raw.request_acquire_timeout_secs.is_finite()) {
+        return Err(invalid(
+            "database.request_acquire_timeout_secs",
+            "must be a positive number of seconds",
+        ));
+    }
     Ok(DatabaseConfig {
         url,
         kind,
         max_connections: raw.max_connections,
         min_connections: raw.min_connections,
         acquire_timeout: Duration::from_secs(raw.acquire_timeout_secs),
+        request_acquire_timeout: Duration::from_secs_f64(raw.request_acquire_timeout_secs),
         idle_timeout: Duration::from_secs(raw.idle_timeout_secs),
         migrate_on_start: raw.migrate_on_start,
     })

@@ -99,6 +99,9 @@ heartbeat_interval_secs = 5
 stale_timeout_secs = 60
 retry_base_delay_secs = 2
 retry_max_delay_secs = 300
+# How long a job waits out storage or database outages (which use no attempt) before it ends
+# FAILED, keeping its upload for an operator's requeue.
+transient_window_secs = 86400
 idle_poll_secs = 2
 staging_grace_secs = 3600
 staging_sweep_secs = 60
@@ -109,6 +112,8 @@ job_timeout_secs = 120.0
 max_connections = 10
 min_connections = 0
 acquire_timeout_secs = 30
+# An HTTP request waits this long for a connection, then answers 503 QUEUE_UNAVAILABLE.
+request_acquire_timeout_secs = 3.0
 idle_timeout_secs = 600
 migrate_on_start = true
 

@@ -95,6 +95,7 @@ pub struct RawWorker {
     pub stale_timeout_secs: u64,
     pub retry_base_delay_secs: u64,
     pub retry_max_delay_secs: u64,
+    pub transient_window_secs: u64,
     pub idle_poll_secs: u64,
     pub staging_grace_secs: u64,
     pub staging_sweep_secs: u64,
@@ -109,6 +110,7 @@ pub struct RawDatabase {
     pub max_connections: u32,
     pub min_connections: u32,
     pub acquire_timeout_secs: u64,
+    pub request_acquire_timeout_secs: f64,
     pub idle_timeout_secs: u64,
     pub migrate_on_start: bool,
 }

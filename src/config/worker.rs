@@ -20,6 +20,8 @@ pub struct WorkerConfig {
     pub retry_base_delay: Duration,
     /// Upper bound of the retry delay.
     pub retry_max_delay: Duration,
+    /// How long a job waits out storage or database outages before it ends FAILED.
+    pub transient_window: Duration,
     /// Safety-net poll when no wake-up arrives.
     pub idle_poll: Duration,
     /// Staging objects with no job at all are removed after this age.
@@ -50,6 +52,12 @@ pub fn read(w: RawWorker) -> Result<WorkerConfig, ConfigError> {
             "must be a positive number of seconds",
         ));
     }
+    if w.retry_base_delay_secs > w.retry_max_delay_secs {
+        return Err(invalid(
+            "worker.retry_base_delay_secs",
+            "must not be longer than worker.retry_max_delay_secs",
+        ));
+    }
     let concurrency = match w.concurrency {
         Some(0) => return Err(invalid("worker.concurrency", "must be at least 1")),
         Some(n) => n,
@@ -64,6 +72,7 @@ pub fn read(w: RawWorker) -> Result<WorkerConfig, ConfigError> {
         stale_timeout: secs(w.stale_timeout_secs),
         retry_base_delay: secs(w.retry_base_delay_secs),
         retry_max_delay: secs(w.retry_max_delay_secs),
+        transient_window: secs(w.transient_window_secs),
         idle_poll: secs(w.idle_poll_secs.max(1)),
         staging_grace: secs(w.staging_grace_secs),
         staging_sweep_interval: secs(w.staging_sweep_secs.max(1)),

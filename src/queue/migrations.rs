@@ -21,6 +21,11 @@ const SQLITE: &[File] = &[
         "codes and clients",
         include_str!("../../migrations/sqlite/0002_codes_and_clients.sql"),
     ),
+    (
+        3,
+        "outages",
+        include_str!("../../migrations/sqlite/0003_outages.sql"),
+    ),
 ];
 
 const POSTGRES: &[File] = &[
@@ -33,6 +38,11 @@ const POSTGRES: &[File] = &[
         2,
         "codes and clients",
         include_str!("../../migrations/postgres/0002_codes_and_clients.sql"),
+    ),
+    (
+        3,
+        "outages",
+        include_str!("../../migrations/postgres/0003_outages.sql"),
     ),
 ];
 

@@ -109,6 +109,20 @@ fn close_if_failed<DB: sqlx::Database, T, E>(
     }
 }
 
+/// Takes a connection for an HTTP request: waits at most `patience` (the pool's own timeout is
+/// the workers' longer one), then fails as a pool time-out, so the client hears 503 at once
+/// while the database is away. Only the wait for the connection is bounded: a statement, once
+/// sent, is never abandoned half-way.
+async fn acquire_within<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    patience: std::time::Duration,
+) -> Result<sqlx::pool::PoolConnection<DB>, QueueError> {
+    match tokio::time::timeout(patience, pool.acquire()).await {
+        Ok(conn) => Ok(conn?),
+        Err(_) => Err(QueueError::Database(sqlx::Error::PoolTimedOut)),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
@@ -216,6 +230,17 @@ impl PendingCaps {
     }
 }
 
+/// How a job ends FAILED: the code and safe sentence shown, and whether its upload stays.
+#[derive(Debug, Clone, Copy)]
+pub struct Failed<'a> {
+    /// The contract's code.
+    pub code: JobErrorCode,
+    /// The sentence shown as the job's `error`.
+    pub error: &'a str,
+    /// Keep the staged upload: the reason may pass, so an operator may run the job again.
+    pub upload_kept: bool,
+}
+
 /// A job row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -263,6 +288,51 @@ pub struct Job {
     pub created_at: Millis,
     /// When the job last changed.
     pub updated_at: Millis,
+    /// Since when the job has been waiting out a storage or database outage (its attempts are
+    /// not used meanwhile); `None` when it is not.
+    pub outage_since: Option<Millis>,
+    /// Whether the staged upload is kept although the job is FAILED (its reason may pass), so
+    /// [`JobStore::requeue`] can run it again.
+    pub upload_kept: bool,
+}
+
+impl Job {
+    /// Whether the job still needs its staged upload: while it may run, and after a failure
+    /// that may pass.
+    pub fn holds_upload(&self) -> bool {
+        !self.status.is_terminal() || self.upload_kept
+    }
+
+    /// A job of `status` on its first attempt, for unit tests of what reads jobs.
+    #[cfg(test)]
+    pub(crate) fn example(status: JobStatus) -> Job {
+        Job {
+            id: JobId::generate(),
+            status,
+            source_type: "avatar".into(),
+            source_id: "u1".into(),
+            staging_key: "staging/x".into(),
+            original_filename: None,
+            mime_type: "image/png".into(),
+            file_size: 1,
+            media_id: None,
+            attempt_media_id: None,
+            attempts: 1,
+            max_attempts: 3,
+            error: None,
+            error_code: None,
+            client: None,
+            moderation_result: None,
+            moderation_details: None,
+            locked_by: None,
+            locked_at: None,
+            run_at: 0,
+            created_at: 0,
+            updated_at: 0,
+            outage_since: None,
+            upload_kept: false,
+        }
+    }
 }
 
 /// One stored variant of a media record.
@@ -353,6 +423,43 @@ pub enum QueueError {
     },
 }
 
+impl QueueError {
+    /// Whether the database is unavailable (unreachable, restarting, out of space or locked)
+    /// rather than refusing this request: the same request may succeed later.
+    pub fn is_outage(&self) -> bool {
+        use sqlx::Error as E;
+        match self {
+            QueueError::Database(
+                E::Io(_)
+                | E::Tls(_)
+                | E::Protocol(_)
+                | E::PoolTimedOut
+                | E::PoolClosed
+                | E::WorkerCrashed
+                | E::BeginFailed,
+            )
+            | QueueError::Folder { .. } => true,
+            QueueError::Database(E::Database(e)) => e.code().is_some_and(|c| outage_code(&c)),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error code means "unavailable": SQLite's busy, locked, out of memory,
+/// read-only, I/O, full and cannot-open results (numeric codes, extended ones included), or
+/// PostgreSQL's SQLSTATE classes 08 (connection), 40 (transaction rolled back), 53 (out of
+/// resources), 57 (shutting down, starting up) and 58 (system error).
+fn outage_code(code: &str) -> bool {
+    // A SQLSTATE has five characters; SQLite's extended codes have at most four digits.
+    if code.len() == 5 {
+        return ["08", "40", "53", "57", "58"]
+            .iter()
+            .any(|class| code.starts_with(class));
+    }
+    code.parse::<u32>()
+        .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5..=8 | 10 | 13 | 14))
+}
+
 /// The job and media store. Implementations must behave alike (one test suite covers them all).
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
@@ -421,13 +528,12 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<bool, QueueError>;
 
     /// Ends the job FAILED with `code` and the safe sentence `error`, only while `worker` holds
-    /// the claim.
+    /// the claim. `upload_kept` records that the staged upload stays for a [`JobStore::requeue`].
     async fn fail(
         &self,
         id: &JobId,
         worker: &str,
-        code: JobErrorCode,
-        error: &str,
+        failed: Failed<'_>,
         now: Millis,
     ) -> Result<bool, QueueError>;
 
@@ -442,6 +548,27 @@ pub trait JobStore: Send + Sync + 'static {
         run_at: Millis,
         now: Millis,
     ) -> Result<bool, QueueError>;
+
+    /// Puts the job back to PENDING, due at `run_at`, without counting the attempt: storage or
+    /// the database was unavailable. The first such deferral records `outage_since`; a retry
+    /// or an ending clears it.
+    async fn defer(
+        &self,
+        id: &JobId,
+        worker: &str,
+        code: JobErrorCode,
+        error: &str,
+        run_at: Millis,
+        now: Millis,
+    ) -> Result<bool, QueueError>;
+
+    /// Puts a FAILED job that kept its upload back to PENDING, due now, with its attempts and
+    /// outage reset (an operator's retry). `None`, and nothing written, for any other job.
+    async fn requeue(&self, id: &JobId, now: Millis) -> Result<Option<Job>, QueueError>;
+
+    /// Hands back the jobs `worker` holds, due at once and with their attempt given back: a
+    /// shutdown cut them off. Returns how many.
+    async fn release(&self, worker: &str, now: Millis) -> Result<u64, QueueError>;
 
     /// Takes back claims whose heartbeat is older than `stale_before`: PENDING again, or FAILED
     /// when no attempt is left. Returns the jobs taken back, as they are now (the caller removes
@@ -465,6 +592,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// Deletes a media record; `false` when it did not exist.
     async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError>;
 
+    /// Housekeeping of the store itself, run by the maintenance loop every sweep interval
+    /// (SQLite checkpoints and truncates its write-ahead log).
+    async fn tidy(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
     /// A receiver whose value changes whenever a job may have become claimable.
     fn wake_ups(&self) -> watch::Receiver<u64>;
 }
@@ -472,6 +605,18 @@ pub trait JobStore: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outage_codes_of_both_engines() {
+        // SQLITE_FULL, SQLITE_BUSY_SNAPSHOT (extended), SQLITE_IOERR_WRITE (extended).
+        for code in ["13", "517", "778", "08006", "57P01", "53100", "40001"] {
+            assert!(outage_code(code), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE, unique_violation, syntax_error.
+        for code in ["2067", "23505", "42601"] {
+            assert!(!outage_code(code), "{code}");
+        }
+    }
 
     #[test]
     fn status_words_round_trip() {

@@ -18,8 +18,8 @@ use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, PendingCaps, QueueError,
-    prepare_schema,
+    Failed, Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, PendingCaps,
+    QueueError, acquire_within, prepare_schema,
 };
 use crate::config::DatabaseConfig;
 
@@ -42,6 +42,8 @@ const CHANNEL: &str = "SELECT 'xip_' || md5(current_schema())";
 /// Jobs and media in PostgreSQL.
 pub struct PgJobStore {
     pool: PgPool,
+    /// How long a request waits for a connection.
+    request_patience: std::time::Duration,
     wake: Arc<watch::Sender<u64>>,
     listener: AbortHandle,
 }
@@ -70,6 +72,7 @@ impl PgJobStore {
             tokio::spawn(relay_notifications(listener, Arc::clone(&wake))).abort_handle();
         Ok(PgJobStore {
             pool,
+            request_patience: config.request_acquire_timeout,
             wake,
             listener,
         })
@@ -123,7 +126,7 @@ impl JobStore for PgJobStore {
             .bind(&job.client)
             .bind(caps.per_source())
             .bind(caps.per_client())
-            .execute(&self.pool)
+            .execute(&mut *acquire_within(&self.pool, self.request_patience).await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -131,7 +134,7 @@ impl JobStore for PgJobStore {
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError> {
         let row = sqlx::query_as::<_, JobRow>(sql::GET_JOB)
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *acquire_within(&self.pool, self.request_patience).await?)
             .await?;
         rows::optional(row)
     }
@@ -254,16 +257,16 @@ impl JobStore for PgJobStore {
         &self,
         id: &JobId,
         worker: &str,
-        code: JobErrorCode,
-        error: &str,
+        failed: Failed<'_>,
         now: Millis,
     ) -> Result<bool, QueueError> {
         let done = sqlx::query(sql::FAIL)
             .bind(id.as_str())
             .bind(worker)
-            .bind(code.as_str())
-            .bind(error)
+            .bind(failed.code.as_str())
+            .bind(failed.error)
             .bind(now)
+            .bind(failed.upload_kept)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -290,6 +293,45 @@ impl JobStore for PgJobStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn defer(
+        &self,
+        id: &JobId,
+        worker: &str,
+        code: JobErrorCode,
+        error: &str,
+        run_at: Millis,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(sql::DEFER)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(code.as_str())
+            .bind(error)
+            .bind(run_at)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn requeue(&self, id: &JobId, now: Millis) -> Result<Option<Job>, QueueError> {
+        let row = sqlx::query_as::<_, JobRow>(sql::REQUEUE)
+            .bind(id.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        rows::optional(row)
+    }
+
+    async fn release(&self, worker: &str, now: Millis) -> Result<u64, QueueError> {
+        let done = sqlx::query(sql::RELEASE)
+            .bind(worker)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn rescue_stale(
         &self,
         stale_before: Millis,
@@ -312,7 +354,7 @@ impl JobStore for PgJobStore {
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError> {
         let row = sqlx::query_as::<_, MediaRow>(sql::GET_MEDIA)
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *acquire_within(&self.pool, self.request_patience).await?)
             .await?;
         rows::optional(row)
     }
@@ -325,7 +367,7 @@ impl JobStore for PgJobStore {
         let rows = sqlx::query_as::<_, MediaRow>(sql::LIST_MEDIA)
             .bind(source_type)
             .bind(source_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *acquire_within(&self.pool, self.request_patience).await?)
             .await?;
         rows::all(rows)
     }
@@ -333,7 +375,7 @@ impl JobStore for PgJobStore {
     async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError> {
         let done = sqlx::query(sql::DELETE_MEDIA)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *acquire_within(&self.pool, self.request_patience).await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -33,6 +33,8 @@ pub(super) struct JobRow {
     run_at: i64,
     created_at: i64,
     updated_at: i64,
+    outage_since: Option<i64>,
+    upload_kept: bool,
 }
 
 impl<'r, R> FromRow<'r, R> for JobRow
@@ -41,6 +43,7 @@ where
     &'r str: ColumnIndex<R>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
     Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
@@ -67,6 +70,8 @@ where
             run_at: row.try_get("run_at")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            outage_since: row.try_get("outage_since")?,
+            upload_kept: row.try_get("upload_kept")?,
         })
     }
 }
@@ -106,6 +111,8 @@ impl TryFrom<JobRow> for Job {
             run_at: row.run_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            outage_since: row.outage_since,
+            upload_kept: row.upload_kept,
         })
     }
 }

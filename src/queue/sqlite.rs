@@ -1,7 +1,12 @@
 //! The embedded job store: SQLite in WAL mode, one file under the data folder.
 //!
-//! Writes that read first (claim, rescue) run in `BEGIN IMMEDIATE` so two claimers cannot
-//! both read the same PENDING row. Idle workers are woken through an in-process channel.
+//! Writes go through one connection, so the process's writers wait in a queue in turn (the
+//! pool's) rather than meeting SQLite's lock, whose busy handler sleeps and retries in no order:
+//! under sustained load that gave uploads 10-second stalls. Reads use a pool of their own, which
+//! WAL lets run beside the writer. Writes that read first (claim) run in `BEGIN IMMEDIATE`, so
+//! another process on the same file cannot claim the same row either. The WAL is checkpointed
+//! and truncated by [`JobStore::tidy`], and kept to [`WAL_SIZE_LIMIT`] after each checkpoint.
+//! Idle workers are woken through an in-process channel.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,8 +23,8 @@ use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, PendingCaps, QueueError,
-    prepare_schema,
+    Failed, Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, PendingCaps,
+    QueueError, acquire_within, prepare_schema,
 };
 use crate::config::DatabaseConfig;
 
@@ -35,9 +40,22 @@ const CLAIM: &str = "
                 ORDER BY run_at, created_at, id LIMIT 1)
     RETURNING *";
 
+/// Bytes the WAL file is truncated to after a checkpoint (`journal_size_limit`): without it
+/// the file keeps the largest size it ever reached.
+const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
+/// How long a statement waits for another process's write lock; in this process, writers queue
+/// for the one writing connection instead.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Jobs and media in one SQLite database.
 pub struct SqliteJobStore {
-    pool: SqlitePool,
+    /// The one connection that writes.
+    writer: SqlitePool,
+    /// Connections that only read.
+    readers: SqlitePool,
+    /// How long a request waits for a connection.
+    request_patience: Duration,
     wake: watch::Sender<u64>,
 }
 
@@ -52,17 +70,27 @@ impl SqliteJobStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(config.max_connections)
-            .min_connections(config.min_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .idle_timeout(config.idle_timeout)
-            .connect_with(options)
-            .await?;
-        prepare_schema(&pool, &migrations::sqlite(), config.migrate_on_start).await?;
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
+        let pool = |max: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(config.min_connections.min(max))
+                .acquire_timeout(config.acquire_timeout)
+                .idle_timeout(config.idle_timeout)
+        };
+        let in_memory = options.get_filename() == std::path::Path::new(":memory:");
+        let writer = pool(1).connect_with(options.clone()).await?;
+        prepare_schema(&writer, &migrations::sqlite(), config.migrate_on_start).await?;
+        // An in-memory database exists once per connection: there, one pool does everything.
+        let readers = match in_memory {
+            true => writer.clone(),
+            false => pool(config.max_connections).connect_with(options).await?,
+        };
         Ok(SqliteJobStore {
-            pool,
+            writer,
+            readers,
+            request_patience: config.request_acquire_timeout,
             wake: watch::Sender::new(0),
         })
     }
@@ -93,7 +121,7 @@ impl JobStore for SqliteJobStore {
             .bind(&job.client)
             .bind(caps.per_source())
             .bind(caps.per_client())
-            .execute(&self.pool)
+            .execute(&mut *acquire_within(&self.writer, self.request_patience).await?)
             .await?;
         let inserted = done.rows_affected() == 1;
         if inserted {
@@ -105,13 +133,13 @@ impl JobStore for SqliteJobStore {
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError> {
         let row = sqlx::query_as::<_, JobRow>(sql::GET_JOB)
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *acquire_within(&self.readers, self.request_patience).await?)
             .await?;
         rows::optional(row)
     }
 
     async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         let row = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
             let row = sqlx::query_as::<_, JobRow>(CLAIM)
@@ -137,7 +165,7 @@ impl JobStore for SqliteJobStore {
             .bind(id.as_str())
             .bind(worker)
             .bind(media_id.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -147,7 +175,7 @@ impl JobStore for SqliteJobStore {
             .bind(id.as_str())
             .bind(worker)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -159,7 +187,7 @@ impl JobStore for SqliteJobStore {
         media: &Media,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         let done = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
             let done = sqlx::query(sql::COMPLETE_JOB)
@@ -210,7 +238,7 @@ impl JobStore for SqliteJobStore {
             .bind(worker)
             .bind(result)
             .bind(Json(details))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -227,7 +255,7 @@ impl JobStore for SqliteJobStore {
             .bind(worker)
             .bind(Json(details))
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -236,17 +264,17 @@ impl JobStore for SqliteJobStore {
         &self,
         id: &JobId,
         worker: &str,
-        code: JobErrorCode,
-        error: &str,
+        failed: Failed<'_>,
         now: Millis,
     ) -> Result<bool, QueueError> {
         let done = sqlx::query(sql::FAIL)
             .bind(id.as_str())
             .bind(worker)
-            .bind(code.as_str())
-            .bind(error)
+            .bind(failed.code.as_str())
+            .bind(failed.error)
             .bind(now)
-            .execute(&self.pool)
+            .bind(failed.upload_kept)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -267,12 +295,60 @@ impl JobStore for SqliteJobStore {
             .bind(error)
             .bind(run_at)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 1 {
             self.wake_workers();
         }
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn defer(
+        &self,
+        id: &JobId,
+        worker: &str,
+        code: JobErrorCode,
+        error: &str,
+        run_at: Millis,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(sql::DEFER)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(code.as_str())
+            .bind(error)
+            .bind(run_at)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 1 {
+            self.wake_workers();
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn requeue(&self, id: &JobId, now: Millis) -> Result<Option<Job>, QueueError> {
+        let row = sqlx::query_as::<_, JobRow>(sql::REQUEUE)
+            .bind(id.as_str())
+            .bind(now)
+            .fetch_optional(&self.writer)
+            .await?;
+        if row.is_some() {
+            self.wake_workers();
+        }
+        rows::optional(row)
+    }
+
+    async fn release(&self, worker: &str, now: Millis) -> Result<u64, QueueError> {
+        let done = sqlx::query(sql::RELEASE)
+            .bind(worker)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() > 0 {
+            self.wake_workers();
+        }
+        Ok(done.rows_affected())
     }
 
     async fn rescue_stale(
@@ -283,7 +359,7 @@ impl JobStore for SqliteJobStore {
         let rows = sqlx::query_as::<_, JobRow>(sql::RESCUE_STALE)
             .bind(stale_before)
             .bind(now)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         if !rows.is_empty() {
             self.wake_workers();
@@ -293,14 +369,14 @@ impl JobStore for SqliteJobStore {
 
     async fn next_run_at(&self) -> Result<Option<Millis>, QueueError> {
         Ok(sqlx::query_scalar(sql::NEXT_RUN_AT)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await?)
     }
 
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>, QueueError> {
         let row = sqlx::query_as::<_, MediaRow>(sql::GET_MEDIA)
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *acquire_within(&self.readers, self.request_patience).await?)
             .await?;
         rows::optional(row)
     }
@@ -313,7 +389,7 @@ impl JobStore for SqliteJobStore {
         let rows = sqlx::query_as::<_, MediaRow>(sql::LIST_MEDIA)
             .bind(source_type)
             .bind(source_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *acquire_within(&self.readers, self.request_patience).await?)
             .await?;
         rows::all(rows)
     }
@@ -321,9 +397,18 @@ impl JobStore for SqliteJobStore {
     async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError> {
         let done = sqlx::query(sql::DELETE_MEDIA)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *acquire_within(&self.writer, self.request_patience).await?)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn tidy(&self) -> Result<(), QueueError> {
+        // TRUNCATE waits for readers to leave the WAL (they are short), then empties the file;
+        // it holds the writing connection meanwhile, so no writer races it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     fn wake_ups(&self) -> watch::Receiver<u64> {

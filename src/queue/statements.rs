@@ -65,21 +65,46 @@ pub(super) const REJECT: &str = "
            moderation_details = $3, locked_by = NULL, locked_at = NULL, updated_at = $4
     WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
 
-/// Ends job $1 of worker $2 FAILED with code $3 and error sentence $4 at $5.
+/// Ends job $1 of worker $2 FAILED with code $3 and error sentence $4 at $5, keeping its
+/// upload when $6.
 pub(super) const FAIL: &str = "
-    UPDATE jobs SET status = 'FAILED', error_code = $3, error = $4, locked_by = NULL,
-           locked_at = NULL, updated_at = $5
+    UPDATE jobs SET status = 'FAILED', error_code = $3, error = $4, upload_kept = $6,
+           outage_since = NULL, locked_by = NULL, locked_at = NULL, updated_at = $5
     WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
 
 /// Puts job $1 of worker $2 back to PENDING with code $3 and error sentence $4 of the failed
-/// attempt, due at $5, updated at $6.
+/// attempt, due at $5, updated at $6. The attempt counts; an outage it was waiting out is over.
 pub(super) const RETRY: &str = "
     UPDATE jobs SET status = 'PENDING', error_code = $3, error = $4, run_at = $5,
+           outage_since = NULL, locked_by = NULL, locked_at = NULL, updated_at = $6
+    WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
+
+/// Like [`RETRY`], but the attempt is given back (storage or the database was unavailable)
+/// and the outage is dated from its first deferral.
+pub(super) const DEFER: &str = "
+    UPDATE jobs SET status = 'PENDING', error_code = $3, error = $4, run_at = $5,
+           attempts = attempts - 1, outage_since = COALESCE(outage_since, $6),
            locked_by = NULL, locked_at = NULL, updated_at = $6
     WHERE id = $1 AND locked_by = $2 AND status = 'PROCESSING'";
 
+/// Puts FAILED job $1 whose upload was kept back to PENDING at $2, as if new.
+pub(super) const REQUEUE: &str = "
+    UPDATE jobs SET status = 'PENDING', attempts = 0, error = NULL, error_code = NULL,
+           outage_since = NULL, upload_kept = FALSE,
+           run_at = $2, updated_at = $2
+    WHERE id = $1 AND status = 'FAILED' AND upload_kept
+    RETURNING *";
+
+/// Hands back every job worker $1 holds, at $2: PENDING and due at once, the attempt given
+/// back (a shutdown cut it off, not the image).
+pub(super) const RELEASE: &str = "
+    UPDATE jobs SET status = 'PENDING', attempts = attempts - 1, run_at = $2,
+           locked_by = NULL, locked_at = NULL, updated_at = $2
+    WHERE locked_by = $1 AND status = 'PROCESSING'";
+
 /// Takes back claims with a heartbeat before $1, at $2: PENDING and due at once, or FAILED when
-/// no attempt is left. One statement, so two rescuers at once touch each job once (a row the
+/// no attempt is left (keeping the upload: a worker that died, perhaps killed for memory, may
+/// not die next time). One statement, so two rescuers at once touch each job once (a row the
 /// other took back no longer matches).
 pub(super) const RESCUE_STALE: &str = "
     UPDATE jobs SET locked_by = NULL, locked_at = NULL, updated_at = $2,
@@ -88,7 +113,8 @@ pub(super) const RESCUE_STALE: &str = "
            error = CASE WHEN attempts >= max_attempts
                THEN 'The worker processing this image stopped responding on every attempt.'
                ELSE error END,
-           error_code = CASE WHEN attempts >= max_attempts THEN 'INTERNAL' ELSE error_code END
+           error_code = CASE WHEN attempts >= max_attempts THEN 'INTERNAL' ELSE error_code END,
+           upload_kept = attempts >= max_attempts
     WHERE status = 'PROCESSING' AND locked_at < $1
     RETURNING *";
 

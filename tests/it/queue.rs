@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Job, JobErrorCode, JobStatus, JobStore, Media, Millis, NewJob, PendingCaps, PgJobStore,
+    Failed, Job, JobErrorCode, JobStatus, JobStore, Media, Millis, NewJob, PendingCaps, PgJobStore,
     SqliteJobStore, StoredVariant,
 };
 use ximagepipeline::{JobId, MediaId};
@@ -87,6 +87,15 @@ fn media_for(job: &Job, created_at: Millis) -> Media {
         blurhash: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
         format: "jpg".into(),
         created_at,
+    }
+}
+
+/// A FAILED ending with `code` and `error` whose upload goes.
+pub fn failed(code: JobErrorCode, error: &'static str) -> Failed<'static> {
+    Failed {
+        code,
+        error,
+        upload_kept: false,
     }
 }
 
@@ -283,7 +292,12 @@ pub async fn fail_is_fenced(store: &dyn JobStore) {
     claim(store, "w1", 2_000).await;
     assert!(
         !store
-            .fail(&id, "w2", JobErrorCode::UnreadableImage, "not mine", 3_000)
+            .fail(
+                &id,
+                "w2",
+                failed(JobErrorCode::UnreadableImage, "not mine"),
+                3_000
+            )
             .await
             .unwrap()
     );
@@ -294,8 +308,7 @@ pub async fn fail_is_fenced(store: &dyn JobStore) {
             .fail(
                 &id,
                 "w1",
-                JobErrorCode::UnreadableImage,
-                "the bytes do not decode",
+                failed(JobErrorCode::UnreadableImage, "the bytes do not decode"),
                 3_000
             )
             .await
@@ -310,7 +323,12 @@ pub async fn fail_is_fenced(store: &dyn JobStore) {
 
     assert!(
         !store
-            .fail(&id, "w1", JobErrorCode::UnreadableImage, "twice", 4_000)
+            .fail(
+                &id,
+                "w1",
+                failed(JobErrorCode::UnreadableImage, "twice"),
+                4_000
+            )
             .await
             .unwrap(),
         "already ended"
@@ -446,6 +464,10 @@ pub async fn rescue_takes_back_stale_claims_only(store: &dyn JobStore) {
         "{job:?}"
     );
     assert_eq!(job.error_code, Some(JobErrorCode::Internal), "{job:?}");
+    assert!(
+        job.upload_kept && job.holds_upload(),
+        "a worker that died may not die next time: the upload stays for a requeue"
+    );
     assert_eq!((job.locked_by, job.locked_at), (None, None));
 
     for (id, worker) in [(&beating, "w3"), (&fresh, "w4")] {
@@ -470,7 +492,12 @@ pub async fn rescue_takes_back_stale_claims_only(store: &dyn JobStore) {
     assert!(!store.complete(&stale, "w1", &media, 10_500).await.unwrap());
     assert!(
         !store
-            .fail(&stale, "w1", JobErrorCode::UnreadableImage, "late", 10_500)
+            .fail(
+                &stale,
+                "w1",
+                failed(JobErrorCode::UnreadableImage, "late"),
+                10_500
+            )
             .await
             .unwrap()
     );
@@ -556,7 +583,12 @@ pub async fn insert_capped_holds_the_caps(store: &dyn JobStore) {
     assert!(!insert(job("a", None)).await.0, "PROCESSING counts");
     assert!(
         store
-            .fail(&first.id, "w1", JobErrorCode::Internal, "gave up", 3_000)
+            .fail(
+                &first.id,
+                "w1",
+                failed(JobErrorCode::Internal, "gave up"),
+                3_000
+            )
             .await
             .unwrap()
     );
@@ -725,6 +757,102 @@ macro_rules! conformance {
     };
 }
 
+/// An outage gives the attempt back and is dated from its first deferral; a counted retry
+/// ends it. A FAILED job that kept its upload can be requeued once, as new; no other job can.
+pub async fn defer_gives_attempts_back_and_requeue_reruns_kept_uploads(store: &dyn JobStore) {
+    use JobErrorCode::{QueueUnavailable, StorageUnavailable, TimedOut};
+    let id = insert(store, "a", 3, 1_000).await;
+    assert_eq!(claim(store, "w1", 1_000).await.attempts, 1);
+    let sentence = StorageUnavailable.sentence();
+    assert!(
+        !store
+            .defer(&id, "w2", StorageUnavailable, sentence, 5_000, 2_000)
+            .await
+            .unwrap(),
+        "fenced by the claim"
+    );
+    assert!(
+        store
+            .defer(&id, "w1", StorageUnavailable, sentence, 5_000, 2_000)
+            .await
+            .unwrap()
+    );
+    let job = get(store, &id).await;
+    assert_eq!(
+        (job.status, job.attempts, job.outage_since, job.run_at),
+        (JobStatus::Pending, 0, Some(2_000), 5_000)
+    );
+    assert_eq!(job.error_code, Some(StorageUnavailable));
+    assert!(store.claim("w1", 4_999).await.unwrap().is_none(), "not due");
+
+    assert_eq!(claim(store, "w1", 5_000).await.attempts, 1);
+    let sentence = QueueUnavailable.sentence();
+    assert!(
+        store
+            .defer(&id, "w1", QueueUnavailable, sentence, 9_000, 6_000)
+            .await
+            .unwrap()
+    );
+    let job = get(store, &id).await;
+    assert_eq!(
+        (job.attempts, job.outage_since),
+        (0, Some(2_000)),
+        "the outage is dated from its start"
+    );
+
+    assert_eq!(claim(store, "w1", 9_000).await.attempts, 1);
+    let sentence = TimedOut.sentence();
+    assert!(
+        store
+            .retry(&id, "w1", TimedOut, sentence, 10_000, 9_500)
+            .await
+            .unwrap()
+    );
+    let job = get(store, &id).await;
+    assert_eq!(
+        (job.attempts, job.outage_since),
+        (1, None),
+        "a retry counts and ends the outage"
+    );
+    assert!(
+        store.requeue(&id, 10_000).await.unwrap().is_none(),
+        "only a FAILED job is requeued"
+    );
+
+    assert_eq!(claim(store, "w1", 10_000).await.attempts, 2);
+    let kept = Failed {
+        code: StorageUnavailable,
+        error: StorageUnavailable.sentence(),
+        upload_kept: true,
+    };
+    assert!(store.fail(&id, "w1", kept, 10_500).await.unwrap());
+    let job = get(store, &id).await;
+    assert_eq!((job.status, job.upload_kept), (JobStatus::Failed, true));
+    assert!(job.holds_upload());
+
+    let requeued = store.requeue(&id, 11_000).await.unwrap().expect("requeued");
+    assert_eq!(requeued, get(store, &id).await, "the row as it is now");
+    assert_eq!(
+        (
+            requeued.status,
+            requeued.attempts,
+            requeued.upload_kept,
+            requeued.outage_since,
+            requeued.run_at
+        ),
+        (JobStatus::Pending, 0, false, None, 11_000)
+    );
+    assert_eq!((requeued.error, requeued.error_code), (None, None));
+    assert!(store.requeue(&id, 12_000).await.unwrap().is_none(), "once");
+
+    // A job that failed for good has lost its upload: never requeued.
+    claim(store, "w1", 12_000).await;
+    let gone = failed(JobErrorCode::UnreadableImage, "the bytes do not decode");
+    assert!(store.fail(&id, "w1", gone, 12_500).await.unwrap());
+    assert!(!get(store, &id).await.holds_upload());
+    assert!(store.requeue(&id, 13_000).await.unwrap().is_none());
+}
+
 conformance!(
     [sqlite => open_sqlite, postgres => open_postgres],
     [
@@ -734,6 +862,7 @@ conformance!(
         complete_is_fenced_and_happens_once,
         fail_is_fenced,
         retry_is_fenced_and_delays_the_job,
+        defer_gives_attempts_back_and_requeue_reruns_kept_uploads,
         insert_capped_holds_the_caps,
         rescue_takes_back_stale_claims_only,
         list_media_is_newest_first,
