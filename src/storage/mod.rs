@@ -37,7 +37,7 @@ pub enum StorageError {
     InvalidKey(String),
     /// The store failed or could not be reached.
     #[error("object storage error: {0}")]
-    Backend(object_store::Error),
+    Backend(#[source] object_store::Error),
     /// Writing a streamed object failed outside the store.
     #[error("object write failed: {0}")]
     Io(#[source] std::io::Error),
@@ -65,6 +65,35 @@ impl StorageError {
             StorageError::NotFound(_) | StorageError::InvalidKey(_) => false,
         }
     }
+
+    /// Whether the store did not answer at all (no connection, a time-out), as opposed to
+    /// answering with a refusal (wrong credentials, no such bucket): the first may pass by
+    /// itself, the second needs the operator.
+    pub fn is_unreachable(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if e.is::<object_store::client::HttpError>() || e.is::<std::io::Error>() {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+
+    /// Whether the store ran out of space (a full disk or quota on a local store).
+    pub fn is_full(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && (io.kind() == std::io::ErrorKind::StorageFull
+                    || io.kind() == std::io::ErrorKind::QuotaExceeded)
+            {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
 }
 
 impl From<object_store::Error> for StorageError {
@@ -91,7 +120,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     keys: Keys,
     public_base_url: String,
-    is_local: bool,
+    /// The folder of a local store (`None` for a bucket).
+    local_root: Option<PathBuf>,
     location: String,
 }
 
@@ -106,16 +136,16 @@ impl Storage {
             media: config.media_prefix.clone(),
             originals: config.originals_prefix.clone(),
         };
-        let (store, is_local): (Arc<dyn ObjectStore>, bool) = match &config.storage {
+        let (store, local_root): (Arc<dyn ObjectStore>, Option<PathBuf>) = match &config.storage {
             StorageLocation::Local(root) => {
                 std::fs::create_dir_all(root).map_err(|source| StorageError::Folder {
                     path: root.clone(),
                     source,
                 })?;
                 let fs = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
-                (Arc::new(fs), true)
+                (Arc::new(fs), Some(root.clone()))
             }
-            StorageLocation::S3(s3) => (open_s3(s3)?, false),
+            StorageLocation::S3(s3) => (open_s3(s3)?, None),
         };
         let location = match &config.storage {
             StorageLocation::Local(root) => format!("file://{}", root.display()),
@@ -128,7 +158,7 @@ impl Storage {
             store,
             keys,
             public_base_url: config.public_base_url(),
-            is_local,
+            local_root,
             location,
         })
     }
@@ -140,7 +170,7 @@ impl Storage {
 
     /// Whether objects live on the local filesystem (and so are served by this process).
     pub fn is_local(&self) -> bool {
-        self.is_local
+        self.local_root.is_some()
     }
 
     /// Where the objects are, for messages: `file:///…` or `s3://bucket[/prefix]`.
@@ -185,7 +215,7 @@ impl Storage {
 
     /// The attributes an object at `key` is stored with.
     fn attributes(&self, key: &str) -> Attributes {
-        if self.is_local || !self.keys.is_public(key) {
+        if self.is_local() || !self.keys.is_public(key) {
             return Attributes::new();
         }
         Attributes::from_iter([
@@ -241,19 +271,10 @@ impl Storage {
         }
     }
 
-    /// Deletes every object under `prefix`.
-    ///
-    /// # Errors
-    /// [`StorageError::Backend`] when the store fails.
-    pub async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
-        for object in self.list(prefix).await? {
-            self.delete(&object.key).await?;
-        }
-        Ok(())
-    }
-
     /// Deletes every object a job's attempt may have stored under `media` (variants and
-    /// original), whether or not the attempt got as far as recording them.
+    /// original), whether or not the attempt got as far as recording them. On a local store the
+    /// folders go whole, with the temporary files (`name#N`) of writes a crash cut short, which
+    /// listings do not show.
     ///
     /// # Errors
     /// [`StorageError::Backend`] when the store fails.
@@ -264,9 +285,76 @@ impl Storage {
         media: &crate::ids::MediaId,
     ) -> Result<(), StorageError> {
         for folder in self.keys.media_folders(source_type, source_id, media) {
-            self.delete_all(&folder).await?;
+            match &self.local_root {
+                Some(root) => remove_folder(root, &folder).await?,
+                None => {
+                    for object in self.list(&folder).await? {
+                        self.delete(&object.key).await?;
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The temporary files directly under `prefix` that a local store's writes make
+    /// (`name#N`, renamed to `name` when complete), so a sweep can remove those a crash left.
+    /// A bucket has none: its unfinished multipart uploads are invisible to listings and are
+    /// removed by the bucket's lifecycle rule (see the README).
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when the folder cannot be read.
+    pub async fn list_temporaries(&self, prefix: &str) -> Result<Vec<Listed>, StorageError> {
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
+        let folder = root.join(path(prefix)?.as_ref());
+        let mut found = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&folder).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(StorageError::Io(e)),
+        };
+        while let Some(entry) = entries.next_entry().await.map_err(StorageError::Io)? {
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| n.contains('#')) else {
+                continue;
+            };
+            let modified = entry.metadata().await.and_then(|m| m.modified());
+            let Ok(modified) = modified else { continue };
+            found.push(Listed {
+                key: format!("{prefix}/{name}"),
+                last_modified: modified.into(),
+            });
+        }
+        Ok(found)
+    }
+
+    /// Deletes a temporary file [`Storage::list_temporaries`] found (the store itself refuses
+    /// its names); not being there is not an error.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when the file cannot be removed.
+    pub async fn delete_temporary(&self, key: &str) -> Result<(), StorageError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        match tokio::fs::remove_file(root.join(key)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::Io(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether an object exists.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the store fails.
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.store.head(&path(key)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Every object under `prefix`.
@@ -304,7 +392,7 @@ impl Storage {
 
     /// The most one [`ObjectWriter`] buffers.
     pub fn write_buffer_bytes(&self) -> usize {
-        if self.is_local {
+        if self.is_local() {
             LOCAL_PIECE
         } else {
             PART_SIZE
@@ -359,9 +447,22 @@ impl ObjectWriter {
     }
 }
 
+/// How object_store retries one request: a few tries within 15 s ride out a blip (a dropped
+/// connection, a 503 SlowDown); a longer outage is the job's to wait out (`worker::retry`),
+/// with no request, and no worker slot, stuck in minutes of retries (the default allows 3).
+fn s3_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(15),
+        ..object_store::RetryConfig::default()
+    }
+}
+
 /// An S3 client for `s3`: settings left out of the configuration come from `AWS_*` variables.
 fn open_s3(s3: &S3Location) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&s3.bucket)
+        .with_retry(s3_retry());
     if let Some(path_style) = s3.path_style {
         builder = builder.with_virtual_hosted_style_request(!path_style);
     }
@@ -388,6 +489,25 @@ fn open_s3(s3: &S3Location) -> Result<Arc<dyn ObjectStore>, StorageError> {
         Some(prefix) => Arc::new(PrefixStore::new(bucket, prefix.as_str())),
         None => Arc::new(bucket),
     })
+}
+
+/// Removes `folder` (a key prefix) of the local store under `root` with everything in it, then
+/// its parents up to the top prefix while they are empty (as the store's own deletes do).
+async fn remove_folder(root: &std::path::Path, folder: &str) -> Result<(), StorageError> {
+    let target = root.join(path(folder)?.as_ref());
+    match tokio::fs::remove_dir_all(&target).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StorageError::Io(e)),
+        _ => {}
+    }
+    let mut parent = target.parent();
+    while let Some(dir) = parent.filter(|d| d.starts_with(root) && *d != root) {
+        // Fails (and stops) at the first folder that still holds something.
+        if tokio::fs::remove_dir(dir).await.is_err() {
+            break;
+        }
+        parent = dir.parent();
+    }
+    Ok(())
 }
 
 fn path(key: &str) -> Result<Path, StorageError> {
