@@ -6,8 +6,9 @@
 //! [`Admin::storage`] are not recorded anywhere. A host application serving uploads never needs
 //! it: [`crate::ImagePipeline`] has the operations a host uses.
 
-use crate::queue::{Job, JobStore};
-use crate::storage::Storage;
+use crate::ids::JobId;
+use crate::queue::{Job, JobStatus, JobStore, QueueError, now_ms};
+use crate::storage::{Storage, StorageError};
 use crate::worker::{self, claim, rescue};
 
 /// Operator access to one pipeline's stores and maintenance. Cheap to clone.
@@ -46,11 +47,62 @@ impl Admin {
     /// Takes back claims whose worker stopped sending heartbeats (what the pool does every
     /// heartbeat interval).
     pub async fn rescue_stale_claims(&self) {
-        rescue::stale_claims(&self.worker).await;
+        rescue::stale_claims(&self.worker, &mut rescue::Database::default()).await;
+    }
+
+    /// Puts a FAILED job that kept its upload (an outage past the transient window, attempts
+    /// used up by failures that may pass) back to PENDING with its attempts reset, once its
+    /// upload is found still staged: an operator's retry. A process serving
+    /// status answers shows the change within a second ([`crate::ImagePipeline::requeue`]
+    /// shows it at once in its own).
+    ///
+    /// # Errors
+    /// [`RequeueError`] says why not: no such job, a job in another state or one whose upload
+    /// was deleted, or the database or storage failing.
+    pub async fn requeue(&self, id: &JobId) -> Result<Job, RequeueError> {
+        let jobs = self.jobs();
+        let job = jobs.get(id).await?.ok_or(RequeueError::NotFound)?;
+        if !(job.status == JobStatus::Failed && job.upload_kept) {
+            return Err(RequeueError::NotRetryable(job.status));
+        }
+        if !self.storage().exists(&job.staging_key).await? {
+            return Err(RequeueError::UploadGone);
+        }
+        // The row may have changed since it was read: the store checks again.
+        match jobs.requeue(id, now_ms()).await? {
+            Some(job) => Ok(job),
+            None => Err(RequeueError::NotRetryable(
+                jobs.get(id).await?.map_or(JobStatus::Failed, |j| j.status),
+            )),
+        }
     }
 
     /// Removes staging objects no live job refers to (what the pool does every sweep interval).
     pub async fn sweep_staging(&self) {
         rescue::orphaned_staging(&self.worker).await;
     }
+}
+
+/// Why [`Admin::requeue`] did not put a job back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequeueError {
+    /// No job has this id.
+    #[error("no such job")]
+    NotFound,
+    /// Only a FAILED job that kept its upload can run again.
+    #[error(
+        "the job is {}: only a FAILED job whose upload was kept can be retried",
+        .0.as_str()
+    )]
+    NotRetryable(JobStatus),
+    /// The job kept its upload, but the staged object is no longer there.
+    #[error("the job's upload is no longer in storage: it cannot run again")]
+    UploadGone,
+    /// The database failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }

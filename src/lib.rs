@@ -127,14 +127,21 @@ impl ImagePipeline {
             .transpose()?;
         let storage = Storage::open(&config)?;
         if !storage.is_local() {
-            // A wrong bucket, endpoint or key is said once at start-up, not on every upload.
-            storage
-                .check()
-                .await
-                .map_err(|source| Error::StorageUnreachable {
-                    location: storage.location(),
-                    source,
-                })?;
+            // A wrong bucket or key is said once at start-up, not on every upload. A store that
+            // does not answer at all is an outage: the process starts, and jobs wait it out.
+            match storage.check().await {
+                Ok(()) => {}
+                Err(e) if e.is_unreachable() => tracing::warn!(
+                    location = %storage.location(), error = %e,
+                    "object storage does not answer; starting anyway, jobs wait for it"
+                ),
+                Err(source) => {
+                    return Err(Error::StorageUnreachable {
+                        location: storage.location(),
+                        source,
+                    });
+                }
+            }
         }
         Ok(ImagePipeline::compose(config, jobs, storage, moderation))
     }
@@ -262,6 +269,17 @@ impl ImagePipeline {
     /// When storage or the database fails; the record stays so the delete can be repeated.
     pub async fn delete_media(&self, id: &MediaId) -> Result<bool, Error> {
         Ok(self.catalog.delete_media(id).await?)
+    }
+
+    /// Puts a FAILED job that kept its upload back to PENDING, as the operator's retry: see
+    /// [`admin::Admin::requeue`]. Its status answers PENDING here at once.
+    ///
+    /// # Errors
+    /// [`admin::RequeueError`] says why not.
+    pub async fn requeue(&self, id: &JobId) -> Result<Job, admin::RequeueError> {
+        let job = self.admin().requeue(id).await?;
+        self.catalog.forget(id);
+        Ok(job)
     }
 
     /// The public URL of a stored object.

@@ -99,6 +99,12 @@ impl Catalog {
         Ok(deleted)
     }
 
+    /// Drops what this process remembers of a job that changed outside the catalogue (a
+    /// requeue).
+    pub fn forget(&self, id: &JobId) {
+        self.settled.forget(id);
+    }
+
     /// The public URL of a stored object.
     pub fn public_url(&self, key: &str) -> String {
         self.storage.public_url(key)

@@ -1,10 +1,11 @@
 //! Reports of settled jobs (COMPLETE, REJECTED, FAILED), kept in memory for a moment.
 //!
-//! A settled job never changes again; only its media can be deleted. Clients poll the status
+//! A settled job never changes again, but for its media being deleted and an operator's requeue
+//! of a FAILED job that kept its upload. Clients poll the status
 //! route in tight loops and often go on after the end, so repeated answers come from here
 //! instead of the database (the status route went from 13,000 to about 50,000 requests per
-//! second, BENCHMARKS.md). A delete through this process drops the entry at once; one through
-//! another process shows within [`TTL`].
+//! second, BENCHMARKS.md). A delete through this process drops the entry at once; a delete
+//! through another process, or a requeue, shows within [`TTL`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,30 +67,7 @@ mod tests {
     use crate::queue::{Job, JobStatus};
 
     fn report(status: JobStatus) -> JobReport {
-        let job = Job {
-            id: JobId::generate(),
-            status,
-            source_type: "avatar".into(),
-            source_id: "u1".into(),
-            staging_key: "staging/x".into(),
-            original_filename: None,
-            mime_type: "image/png".into(),
-            file_size: 1,
-            media_id: None,
-            attempt_media_id: None,
-            attempts: 1,
-            max_attempts: 3,
-            error: None,
-            error_code: None,
-            client: None,
-            moderation_result: None,
-            moderation_details: None,
-            locked_by: None,
-            locked_at: None,
-            run_at: 0,
-            created_at: 0,
-            updated_at: 0,
-        };
+        let job = Job::example(status);
         JobReport { job, media: None }
     }
 

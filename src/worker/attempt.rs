@@ -151,7 +151,10 @@ async fn store(
     let puts = writes
         .into_iter()
         .map(|(key, bytes)| async move { storage.put(&key, bytes).await });
-    if let Err(e) = futures::future::try_join_all(puts).await {
+    // Every put runs to its end before any cleanup: a put dropped early may still finish (a
+    // local write runs on a blocking thread) after its object was removed.
+    let results = futures::future::join_all(puts).await;
+    if let Some(e) = results.into_iter().find_map(Result::err) {
         remove(context, media.keys()).await;
         return Err(Failure::storage(format!(
             "could not store the results: {e}"

@@ -10,8 +10,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::retry::Next;
 use super::{Context, Failure, attempt, retry};
-use crate::queue::{Job, Millis, now_ms};
+use crate::queue::{Failed, Job, QueueError, now_ms};
 
 /// The first wait after a failed claim, doubled per failure in a row up to [`CLAIM_RETRY_MAX`].
 const CLAIM_RETRY_BASE: Duration = Duration::from_millis(100);
@@ -105,65 +106,132 @@ async fn run_job_in_span(context: &Context, worker: &str, job: Job) {
             }
         }
     };
-    let now = now_ms();
     match outcome {
-        Ok(media) => match jobs.complete(&job.id, worker, &media, now).await {
-            Ok(true) => {
-                tracing::info!(media = %media.id, ms = started.elapsed().as_millis() as u64, "complete");
-                attempt::remove(context, std::iter::once(job.staging_key.as_str())).await;
+        Ok(media) => {
+            let completed = persist("completion", context, || {
+                jobs.complete(&job.id, worker, &media, now_ms())
+            })
+            .await;
+            match completed {
+                Ok(true) => {
+                    tracing::info!(media = %media.id, ms = started.elapsed().as_millis() as u64, "complete");
+                    attempt::remove(context, std::iter::once(job.staging_key.as_str())).await;
+                }
+                Ok(false) => {
+                    tracing::warn!("claim lost before completion; removing this attempt's objects");
+                    attempt::remove(context, media.keys()).await;
+                }
+                Err(e) => {
+                    // Not an outage: the database refused the record. The objects stay for
+                    // the next attempt to remove (`attempt_media_id`).
+                    tracing::warn!(error = %e, "could not record completion; will retry");
+                    give_back(context, worker, &job, &Failure::queue(e)).await;
+                }
             }
-            Ok(false) => {
-                tracing::warn!("claim lost before completion; removing this attempt's objects");
-                attempt::remove(context, media.keys()).await;
-            }
-            Err(e) => {
-                // The commit may have happened; the objects stay. If it did not, the next
-                // attempt removes them through `attempt_media_id`.
-                tracing::warn!(error = %e, "could not record completion; will retry");
-                give_back(context, worker, &job, &Failure::queue(e)).await;
-            }
-        },
+        }
         Err(failure) => give_back(context, worker, &job, &failure).await,
     }
 }
 
-/// Records a failed attempt: REJECTED, FAILED when permanent or out of attempts, else PENDING
-/// again after the backoff.
+/// Records a failed attempt as [`retry::next`] decides. The staged upload is deleted only
+/// with an ending whose reason cannot change.
 async fn give_back(context: &Context, worker: &str, job: &Job, failure: &Failure) {
     let jobs = &context.jobs;
-    let now = now_ms();
-    let final_attempt = failure.is_permanent() || job.attempts >= job.max_attempts;
-    // The client sees the code and the sentence; the detail goes only to this log line.
-    let recorded = match failure {
+    let fault = match failure {
         Failure::Rejected(verdict) => {
             tracing::warn!(job = %job.id, flags = ?verdict.flags, confidence = verdict.confidence, "rejected by moderation");
-            jobs.reject(&job.id, worker, &verdict.details(), now).await
+            let details = verdict.details();
+            let recorded = persist("the rejection", context, || {
+                jobs.reject(&job.id, worker, &details, now_ms())
+            })
+            .await;
+            return after_ending(context, job, recorded, true).await;
         }
-        Failure::Transient(fault) | Failure::Permanent(fault) if final_attempt => {
-            tracing::warn!(job = %job.id, code = %fault.code, error = %fault.detail, "failed");
-            jobs.fail(&job.id, worker, fault.code, &fault.message, now)
-                .await
+        Failure::Transient(fault) | Failure::Outage(fault) | Failure::Permanent(fault) => fault,
+    };
+    let (code, error) = (fault.code, fault.message.as_str());
+    let next = retry::next(&context.settings, job, failure, now_ms());
+    // The client sees the code and the sentence; the detail goes only to this log line.
+    tracing::warn!(job = %job.id, %code, error = %fault.detail, ?next, "attempt failed");
+    let recorded = match next {
+        Next::Fail { upload_kept } => {
+            let failed = Failed {
+                code,
+                error,
+                upload_kept,
+            };
+            persist("the failure", context, || {
+                jobs.fail(&job.id, worker, failed, now_ms())
+            })
+            .await
         }
-        Failure::Transient(fault) | Failure::Permanent(fault) => {
-            let settings = &context.settings;
-            let delay = retry::backoff(
-                job.attempts,
-                settings.retry_base_delay,
-                settings.retry_max_delay,
-            );
-            tracing::warn!(job = %job.id, code = %fault.code, error = %fault.detail, retry_in_ms = delay.as_millis() as u64, "attempt failed");
-            let run_at = now + delay.as_millis() as Millis;
-            jobs.retry(&job.id, worker, fault.code, &fault.message, run_at, now)
-                .await
+        Next::Retry { run_at } => {
+            persist("the retry", context, || {
+                jobs.retry(&job.id, worker, code, error, run_at, now_ms())
+            })
+            .await
+        }
+        Next::Defer { run_at } => {
+            persist("the deferral", context, || {
+                jobs.defer(&job.id, worker, code, error, run_at, now_ms())
+            })
+            .await
         }
     };
+    let delete_upload = next == Next::Fail { upload_kept: false };
+    after_ending(context, job, recorded, delete_upload).await;
+}
+
+/// Deletes the staged upload once an ending that does not keep it is recorded.
+async fn after_ending(
+    context: &Context,
+    job: &Job,
+    recorded: Result<bool, QueueError>,
+    delete_upload: bool,
+) {
     match recorded {
-        Ok(true) if final_attempt => {
+        Ok(true) if delete_upload => {
             attempt::remove(context, std::iter::once(job.staging_key.as_str())).await;
         }
         Ok(_) => {}
         Err(e) => {
-            tracing::warn!(error = %e, "could not record the failure; the claim will go stale")
+            tracing::warn!(error = %e, "could not record the outcome; the claim will go stale")
+        }
+    }
+}
+
+/// Runs a write of the job's outcome, again and again while the database is unavailable: the
+/// outcome is in hand, and giving up would leave the claim to go stale and cost an attempt.
+/// Waits at most a heartbeat interval between tries, so the outcome is written soon after the
+/// database is back, well before the stale timeout (`rescue` waits that long after an
+/// outage). A failure that is not an outage is returned at once. Shutdown interrupts this
+/// through the pool's join timeout; the claim then goes stale.
+async fn persist<T, F, Fut>(what: &str, context: &Context, mut write: F) -> Result<T, QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QueueError>>,
+{
+    let mut failures: u32 = 0;
+    loop {
+        match write().await {
+            Err(e) if e.is_outage() => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(error = %e, "cannot record {what}; retrying until the database is back");
+                }
+                let wait = retry::backoff(
+                    failures,
+                    CLAIM_RETRY_BASE,
+                    context.settings.heartbeat_interval,
+                );
+                tokio::time::sleep(retry::jittered(wait)).await;
+            }
+            done => {
+                if failures > 0 && done.is_ok() {
+                    tracing::info!(failures, "recorded {what} after the database came back");
+                }
+                return done;
+            }
         }
     }
 }

@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use crate::moderation::Verdict;
 use crate::pipeline::PipelineError;
-use crate::queue::JobErrorCode;
+use crate::queue::{JobErrorCode, QueueError};
 
 /// Why one attempt did not produce media. The variant decides the job's fate: a transient
-/// failure is retried while attempts remain, a permanent one ends the job FAILED at once, a
-/// rejection ends it REJECTED.
+/// failure is retried while attempts remain, an outage is waited out for the transient window
+/// without using an attempt, a permanent one ends the job FAILED at once, a rejection ends it
+/// REJECTED.
 #[derive(Debug)]
 pub enum Failure {
-    /// Something that may pass (a time-out, storage or database trouble, the moderator down).
+    /// A failure of the image work that may pass (a crash, the moderation provider down).
     Transient(Fault),
+    /// Object storage or the job database is unavailable: nothing is wrong with the job.
+    Outage(Fault),
     /// The same bytes will fail again (they do not decode, they are over the limits, ...).
     Permanent(Fault),
     /// Content moderation refused the image; nothing is stored.
@@ -47,14 +50,21 @@ impl Fault {
 }
 
 impl Failure {
-    /// Object storage failed; worth another try.
+    /// Object storage failed: waited out.
     pub fn storage(detail: impl Display) -> Failure {
-        Failure::Transient(Fault::new(JobErrorCode::StorageUnavailable, detail))
+        Failure::Outage(Fault::new(JobErrorCode::StorageUnavailable, detail))
     }
 
-    /// The job database failed; worth another try.
-    pub fn queue(detail: impl Display) -> Failure {
-        Failure::Transient(Fault::new(JobErrorCode::QueueUnavailable, detail))
+    /// The job database failed: waited out when it is unavailable, otherwise (a refused
+    /// statement, a corrupt row) retried as any failure that may pass.
+    pub fn queue(e: QueueError) -> Failure {
+        let outage = e.is_outage();
+        let fault = Fault::new(JobErrorCode::QueueUnavailable, e);
+        if outage {
+            Failure::Outage(fault)
+        } else {
+            Failure::Transient(fault)
+        }
     }
 
     /// The moderation provider could not judge the image; worth another try.
@@ -91,14 +101,16 @@ impl Failure {
     /// The code and sentence to record, `None` for a rejection.
     pub fn fault(&self) -> Option<&Fault> {
         match self {
-            Failure::Transient(fault) | Failure::Permanent(fault) => Some(fault),
+            Failure::Transient(fault) | Failure::Outage(fault) | Failure::Permanent(fault) => {
+                Some(fault)
+            }
             Failure::Rejected(_) => None,
         }
     }
 
     /// Whether trying again can never help.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, Failure::Transient(_))
+        matches!(self, Failure::Permanent(_) | Failure::Rejected(_))
     }
 }
 

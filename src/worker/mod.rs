@@ -6,8 +6,9 @@
 //! process, moderate, store), `failure` (how an attempt can fail), `moderate`, `rescue` (stale
 //! claims and orphaned staging objects) and `retry` (backoff as a pure function).
 //!
-//! Shutdown: the token stops new claims; jobs in hand finish (bounded by
-//! `worker.shutdown_timeout`; anything cut off is taken back later as a stale claim).
+//! Shutdown: the token stops new claims; jobs in hand finish, bounded by
+//! `worker.shutdown_timeout`; a job cut off there is handed back, due at once, its attempt not
+//! counted (or, if the database cannot be reached then, taken back later as a stale claim).
 
 mod attempt;
 pub(crate) mod claim;
@@ -28,7 +29,7 @@ pub use failure::{Failure, Fault};
 use crate::config::{Config, WorkerConfig};
 use crate::moderation::Moderation;
 use crate::pipeline::{Limits, OutputSpec};
-use crate::queue::JobStore;
+use crate::queue::{JobStore, QueueError, now_ms};
 use crate::storage::Storage;
 
 /// What workers need to run jobs, and nothing more. Cheap to clone.
@@ -72,9 +73,15 @@ impl Context {
     }
 }
 
+/// How long handing back the jobs cut off by the shutdown timeout may take.
+const RELEASE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Running workers of one process.
 pub struct WorkerPool {
     tasks: JoinSet<()>,
+    /// The claim loops' names, to hand back their jobs when shutdown cuts them off.
+    workers: Vec<String>,
+    jobs: Arc<dyn JobStore>,
     shutdown: CancellationToken,
     timeout: std::time::Duration,
     /// How many claim loops are waiting for work.
@@ -89,15 +96,25 @@ impl WorkerPool {
         let process = format!("{}-{}", std::process::id(), &cuid2::create_id()[..8]);
         let mut tasks = JoinSet::new();
         let idle = Arc::new(watch::Sender::new(0));
-        for n in 0..settings.concurrency {
-            let worker = format!("{process}-{n}");
+        let workers: Vec<String> = (0..settings.concurrency)
+            .map(|n| format!("{process}-{n}"))
+            .collect();
+        for worker in &workers {
             let idle = Arc::clone(&idle);
-            tasks.spawn(claim::run(context.clone(), worker, shutdown.clone(), idle));
+            tasks.spawn(claim::run(
+                context.clone(),
+                worker.clone(),
+                shutdown.clone(),
+                idle,
+            ));
         }
+        let jobs = Arc::clone(&context.jobs);
         tasks.spawn(maintain(context, shutdown.clone()));
         tracing::info!(concurrency = settings.concurrency, "workers started");
         WorkerPool {
             tasks,
+            workers,
+            jobs,
             shutdown,
             timeout: settings.shutdown_timeout,
             idle: idle.subscribe(),
@@ -119,26 +136,53 @@ impl WorkerPool {
     }
 
     /// Waits until every worker has finished its job in hand (after [`WorkerPool::stop`] or
-    /// the shutdown token), at most `worker.shutdown_timeout` once shutdown began.
+    /// the shutdown token), at most `worker.shutdown_timeout` once shutdown began; jobs still
+    /// running then are stopped and handed back.
     pub async fn join(mut self) {
         self.shutdown.cancelled().await;
         let all = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.timeout, all).await.is_err() {
-            tracing::warn!("jobs still running at the shutdown timeout; they will be retried");
-            self.tasks.abort_all();
+        if tokio::time::timeout(self.timeout, all).await.is_ok() {
+            return;
+        }
+        self.tasks.shutdown().await;
+        let now = now_ms();
+        let release = async {
+            let mut handed_back = 0;
+            for worker in &self.workers {
+                handed_back += self.jobs.release(worker, now).await?;
+            }
+            Ok::<_, QueueError>(handed_back)
+        };
+        // A database that does not answer must not hold the exit: the claims go stale instead.
+        match tokio::time::timeout(RELEASE_PATIENCE, release).await {
+            Ok(Ok(handed_back)) => {
+                tracing::warn!(
+                    handed_back,
+                    "jobs cut off by the shutdown timeout were handed back"
+                );
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot hand back jobs; they go stale"),
+            Err(_) => tracing::warn!("the database did not answer; jobs cut off go stale"),
         }
     }
 }
 
-/// Rescues stale claims every heartbeat interval and sweeps staging every sweep interval.
+/// Rescues stale claims every heartbeat interval; sweeps staging and tidies the job store every
+/// sweep interval.
 async fn maintain(context: Context, shutdown: CancellationToken) {
     let mut rescue = tokio::time::interval(context.settings.heartbeat_interval);
     let mut sweep = tokio::time::interval(context.settings.staging_sweep_interval);
+    let mut database = rescue::Database::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = rescue.tick() => rescue::stale_claims(&context).await,
-            _ = sweep.tick() => rescue::orphaned_staging(&context).await,
+            _ = rescue.tick() => rescue::stale_claims(&context, &mut database).await,
+            _ = sweep.tick() => {
+                rescue::orphaned_staging(&context).await;
+                if let Err(e) = context.jobs.tidy().await {
+                    tracing::warn!(error = %e, "could not tidy the job store");
+                }
+            }
         }
     }
 }

@@ -4,15 +4,49 @@
 use super::Context;
 use crate::queue::{Job, JobStatus, Millis, now_ms};
 
+/// Whether this process's database has been answering, and since when. Claims are judged
+/// stale only once it has answered for the stale timeout: after an outage, workers that were
+/// merely cut off get that long to write their outcomes before their jobs are taken back (and
+/// an attempt counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// Answering since this time ([`Millis::MIN`] at start: as if always).
+    Answering {
+        /// Since when.
+        since: Millis,
+    },
+    /// The last check failed.
+    Failing,
+}
+
+impl Default for Database {
+    fn default() -> Database {
+        Database::Answering { since: Millis::MIN }
+    }
+}
+
 /// Returns claims whose worker stopped sending heartbeats to the queue. A job that had no
-/// attempt left ends FAILED here, so its dead attempt's objects and its upload are removed here
-/// too (a job going back to PENDING has its next attempt do that).
-pub async fn stale_claims(context: &Context) {
+/// attempt left ends FAILED here, keeping its upload, and its dead attempt's objects are
+/// removed here (a job going back to PENDING has its next attempt do that).
+pub async fn stale_claims(context: &Context, database: &mut Database) {
     let now = now_ms();
-    let stale_before = now - context.settings.stale_timeout.as_millis() as Millis;
+    let stale = context.settings.stale_timeout.as_millis() as Millis;
+    let stale_before = match *database {
+        Database::Answering { since } if now.saturating_sub(since) >= stale => now - stale,
+        // Still run the statement (it takes nothing back): it tells whether the database answers.
+        _ => Millis::MIN,
+    };
     let rescued = match context.jobs.rescue_stale(stale_before, now).await {
-        Ok(rescued) => rescued,
-        Err(e) => return tracing::warn!(error = %e, "could not check for stale claims"),
+        Ok(rescued) => {
+            if *database == Database::Failing {
+                *database = Database::Answering { since: now };
+            }
+            rescued
+        }
+        Err(e) => {
+            *database = Database::Failing;
+            return tracing::warn!(error = %e, "could not check for stale claims");
+        }
     };
     if !rescued.is_empty() {
         tracing::warn!(
@@ -25,7 +59,8 @@ pub async fn stale_claims(context: &Context) {
     }
 }
 
-/// Deletes what a job that ended FAILED without its worker still holds in storage.
+/// Deletes what a job that ended FAILED without its worker still holds in storage, but its
+/// upload when that is kept.
 async fn remove_leftovers(context: &Context, job: &Job) {
     let storage = &context.storage;
     let attempt = match &job.attempt_media_id {
@@ -37,13 +72,16 @@ async fn remove_leftovers(context: &Context, job: &Job) {
         None => Ok(()),
     };
     // A staging object left behind is also swept later by `orphaned_staging`.
-    let staged = storage.delete(&job.staging_key).await;
+    let staged = match job.holds_upload() {
+        true => Ok(()),
+        false => storage.delete(&job.staging_key).await,
+    };
     if let Err(e) = attempt.and(staged) {
         tracing::warn!(job = %job.id, error = %e, "could not remove a failed job's objects");
     }
 }
 
-/// Deletes staging objects whose job has ended (a worker that died between recording the end
+/// Deletes staging objects whose job has ended without keeping its upload (a worker that died between recording the end
 /// and deleting the upload leaves one), and those older than the grace period with no job at
 /// all (a crash between staging and insert). Uploads still being staged have no job yet and
 /// are younger than the grace period.
@@ -65,7 +103,7 @@ pub async fn orphaned_staging(context: &Context) {
             None => None,
         };
         let orphaned = match job {
-            Some(job) => job.status.is_terminal(),
+            Some(job) => !job.holds_upload(),
             None => object.last_modified < cutoff,
         };
         if orphaned {
@@ -73,6 +111,18 @@ pub async fn orphaned_staging(context: &Context) {
             if let Err(e) = storage.delete(&object.key).await {
                 tracing::warn!(key = %object.key, error = %e, "could not remove a staging object");
             }
+        }
+    }
+    // A write cut short by a crash leaves its temporary file (local store); one still being
+    // written is touched at least every upload idle timeout, far inside the grace period.
+    let temporaries = match storage.list_temporaries(&storage.keys().staging).await {
+        Ok(found) => found,
+        Err(e) => return tracing::warn!(error = %e, "could not list staging temporaries"),
+    };
+    for object in temporaries.iter().filter(|o| o.last_modified < cutoff) {
+        tracing::info!(key = %object.key, "removing a partial staging file");
+        if let Err(e) = storage.delete_temporary(&object.key).await {
+            tracing::warn!(key = %object.key, error = %e, "could not remove a partial staging file");
         }
     }
 }

@@ -25,7 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ids",
         ],
     ),
-    ("admin", &["worker", "queue", "storage"]),
+    ("admin", &["worker", "queue", "storage", "ids"]),
     (
         "http",
         &["intake", "catalog", "queue", "storage", "config", "ids"],

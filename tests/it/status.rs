@@ -108,20 +108,54 @@ async fn undecodable_upload_fails_at_once_with_a_reason() {
     );
 }
 
+/// Makes the local store refuse writes of results: a plain file where the media folder goes.
+fn break_media_folder(server: &TestServer) -> std::path::PathBuf {
+    let media = server.dir.path().join("data/objects/media");
+    std::fs::write(&media, b"x").unwrap();
+    media
+}
+
+/// Storage refusing writes is an outage (API.md §4): the job is deferred without using an
+/// attempt, however often it meets it within the transient window.
 #[tokio::test]
-async fn transient_failures_are_retried_then_fail_after_max_attempts() {
-    let server =
-        TestServer::start_with("[worker]\nretry_base_delay_secs = 0\nmax_attempts = 3").await;
+async fn a_storage_outage_uses_no_attempt() {
+    let server = TestServer::start_with("[worker]\nmax_attempts = 1").await;
+    let (_, body) = server.upload(png(64, 64), "avatar", "u1").await;
+    break_media_folder(&server);
+    assert_eq!(server.drain().await, 1, "one run, then deferred");
+    let (code, status) = server.status_of(&body).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{status}");
+    assert_eq!(status["status"], "PENDING", "{status}");
+    let id = ximagepipeline::JobId::from_string(status["jobId"].as_str().unwrap().to_owned());
+    let job = server.admin.jobs().get(&id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 0, "the outage used no attempt: {job:?}");
+    assert!(job.outage_since.is_some(), "{job:?}");
+}
+
+/// Past the transient window (0 s here) the job ends FAILED `STORAGE_UNAVAILABLE` with its
+/// upload kept; once the store is mended, the operator's requeue completes it.
+#[tokio::test]
+async fn a_storage_outage_past_the_window_fails_keeping_the_upload() {
+    let server = TestServer::start_with("[worker]\ntransient_window_secs = 0").await;
     let (_, body) = server.upload(png(64, 64), "avatar", "u1").await;
     let job = body["jobId"].as_str().unwrap();
-    // Storage for results refuses writes: a plain file where the media folder should be.
-    std::fs::write(server.dir.path().join("data/objects/media"), b"x").unwrap();
-    assert_eq!(server.drain().await, 3, "three attempts");
-    let (code, body) = server.get(&format!("/image-pipeline/status/{job}")).await;
-    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    assert_eq!(body["attempts"], 3);
+    let media = break_media_folder(&server);
+    assert_eq!(server.drain().await, 1);
+    let (code, status) = server.status_of(&body).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{status}");
     // Issue 12: the storage error held the absolute path of the media folder.
-    server.assert_failed_safely(&body, "STORAGE_UNAVAILABLE");
+    server.assert_failed_safely(&status, "STORAGE_UNAVAILABLE");
+    // The upload stays; nothing of the failed attempt does ("media" is the file in the way).
+    let staged = format!("staging/{job}");
+    assert_eq!(server.stored_keys().await, ["media", staged.as_str()]);
+
+    std::fs::remove_file(media).unwrap();
+    let id = ximagepipeline::JobId::from_string(job.to_owned());
+    server.pipeline.requeue(&id).await.unwrap();
+    server.drain().await;
+    let (code, status) = server.status_of(&body).await;
+    assert_eq!(code, StatusCode::OK, "{status}");
+    assert_eq!(status["status"], "COMPLETE", "{status}");
 }
 
 #[tokio::test]
