@@ -76,12 +76,17 @@ struct ProcessArgs {
 /// Runs the chosen command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => runtime.block_on(run_serve(args)),
         Command::Worker(args) => runtime.block_on(run_worker(args)),
         Command::Process(args) => run_process(args),
         Command::Migrate(args) => runtime.block_on(run_migrate(args)),
-    }
+    };
+    // Whatever still runs past the shutdown bounds (a connection past the grace, the pixel work
+    // of a job cut off at the shutdown timeout) is abandoned, not waited for: its job is taken
+    // back as a stale claim and run again.
+    runtime.shutdown_background();
+    result
 }
 
 fn load_config(common: &CommonArgs, listen: Option<&str>) -> anyhow::Result<Config> {
@@ -130,13 +135,22 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = pipeline.config().listen;
     tracing::info!(%addr, "listening");
     println!("ximagepipeline listening on http://{addr}");
-    let stop = shutdown.clone();
-    pipeline
-        .serve(listener, async move { stop.cancelled().await })
-        .await?;
-    if let Some(workers) = workers {
-        workers.join().await;
-    }
+    // On a signal, requests in flight (`server.shutdown_grace_secs`) and jobs in hand
+    // (`worker.shutdown_timeout_secs`) get their time side by side: the process exits within
+    // the longer of the two.
+    let serving = async {
+        let stop = shutdown.clone();
+        let served = pipeline.serve(listener, stop.cancelled_owned()).await;
+        shutdown.cancel();
+        served
+    };
+    let joining = async {
+        if let Some(workers) = workers {
+            workers.join().await;
+        }
+    };
+    let (served, ()) = tokio::join!(serving, joining);
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,8 @@
 //! `{"error": "<message>", "code": "<CODE>"}`. Server-side failures keep their detail in a
 //! response extension that `log_server_errors` logs once; the client never sees it.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +51,10 @@ pub enum ApiError {
     #[error("Internal error")]
     Internal,
 }
+
+/// `Retry-After` of a 503 for the database or storage being away: long enough not to add load
+/// while it recovers, short enough that a client retrying by it loses little time.
+pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The detail of a 5xx answer, for the logging middleware.
 #[derive(Debug, Clone)]
@@ -98,6 +104,7 @@ impl ApiError {
                 SubmitError::Unreadable(_) => "UNREADABLE_IMAGE",
                 SubmitError::TooManyPixels(_) => "TOO_MANY_PIXELS",
                 SubmitError::OverBudget(_) => "OVER_BUDGET",
+                SubmitError::Storage(e) if e.is_full() => "STORAGE_FULL",
                 SubmitError::Storage(_) => "STORAGE_UNAVAILABLE",
                 SubmitError::Queue(_) => "QUEUE_UNAVAILABLE",
                 SubmitError::Busy { .. } => "BUSY",
@@ -111,6 +118,18 @@ impl ApiError {
             ApiError::QueueUnavailable(_) => "QUEUE_UNAVAILABLE",
             ApiError::BodyTimedOut => "REQUEST_TIMEOUT",
             ApiError::Internal => "INTERNAL",
+        }
+    }
+
+    /// When to try again, for every refusal that may pass: the intake's own figure, or
+    /// [`UNAVAILABLE_RETRY_AFTER`] for the database or storage being away.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Submit(
+                SubmitError::Busy { retry_after } | SubmitError::TooManyPending { retry_after },
+            ) => Some(*retry_after),
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(UNAVAILABLE_RETRY_AFTER),
+            _ => None,
         }
     }
 
@@ -132,11 +151,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.to_string(), "code": self.code() }));
         let mut response = (self.status(), body).into_response();
-        if let ApiError::Submit(
-            SubmitError::Busy { retry_after } | SubmitError::TooManyPending { retry_after },
-        ) = &self
-        {
-            let secs = retry_after.as_secs().max(1).to_string();
+        if let Some(after) = self.retry_after() {
+            let secs = after.as_secs().max(1).to_string();
             if let Ok(value) = secs.parse() {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
