@@ -208,3 +208,215 @@ impl Drop for S3Bucket {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// An S3 server of one test's own, which the test stops and starts again on the same port (an
+/// outage); killed on drop.
+pub struct PrivateS3 {
+    root: tempfile::TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateS3 {
+    /// Starts s3s-fs on a free loopback port with one bucket, `bucket`.
+    pub fn start() -> PrivateS3 {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("bucket")).unwrap();
+        let (child, endpoint) = spawn_s3s_fs(root.path(), 0);
+        let port = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        PrivateS3 {
+            root,
+            port,
+            child: Some(child),
+        }
+    }
+
+    /// Top-level configuration lines pointing the service at the bucket.
+    pub fn config(&self) -> String {
+        format!(
+            "storage_url = \"s3://bucket\"\n\
+             s3.endpoint = \"http://127.0.0.1:{}\"\n\
+             s3.region = \"us-east-1\"\n\
+             s3.access_key_id = \"{S3_ACCESS_KEY}\"\n\
+             s3.secret_access_key = \"{S3_SECRET_KEY}\"\n\
+             s3.path_style = true\n",
+            self.port
+        )
+    }
+
+    /// The bucket's folder: s3s-fs keeps each object as a file under it.
+    pub fn bucket_dir(&self) -> PathBuf {
+        self.root.path().join("bucket")
+    }
+
+    /// Kills the server: every request is refused until [`PrivateS3::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts the server again on the same port, over the same objects.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, _) = spawn_s3s_fs(self.root.path(), self.port);
+        self.child = Some(child);
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts s3s-fs over `root` on `port` (0: any) and returns it with its URL once it listens.
+fn spawn_s3s_fs(root: &std::path::Path, port: u16) -> (std::process::Child, String) {
+    let mut child = Command::new(s3s_fs_binary())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+        .arg(root)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start s3s-fs; scripts/test installs it");
+    let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+    let endpoint = log
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| Some(line.split_once(S3S_FS_READY)?.1.trim().to_owned()))
+        .unwrap_or_else(|| panic!("s3s-fs exited before it listened: {:?}", child.wait()));
+    // Drain the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || log.for_each(drop));
+    (child, endpoint)
+}
+
+/// A PostgreSQL cluster of one test's own (initdb, pg_ctl on a free loopback port), which the
+/// test may restart; the machine's own server is never touched. Stopped and removed on drop.
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// Creates and starts the cluster with a database `test`.
+    pub fn start() -> PrivatePostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server binaries (Debian: postgresql) are needed")
+            .map(|e| e.unwrap().path().join("bin"))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()
+            .expect("no initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = PrivatePostgres { dir, bin, port };
+        if as_root() {
+            // PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
+            let status = Command::new("chown")
+                .arg("postgres")
+                .arg(cluster.dir.path())
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "cannot give the cluster folder to postgres"
+            );
+        }
+        cluster.run("initdb", &["-A", "trust", "-U", "postgres", "-D", "data"]);
+        cluster.pg_ctl("start");
+        cluster.run(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "test",
+            ],
+        );
+        cluster
+    }
+
+    /// The URL of its `test` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/test", self.port)
+    }
+
+    /// Stops the server (a fast shutdown: sessions are cut, as in a failover).
+    pub fn stop(&self) {
+        self.pg_ctl("stop");
+    }
+
+    /// Starts it again on the same port.
+    pub fn start_again(&self) {
+        self.pg_ctl("start");
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D", "data", "-l", &log, "-w", "-m", "fast", "-o", &options, action,
+            ],
+        );
+    }
+
+    /// Runs one of the server's programs in the cluster's folder and checks it succeeded.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// One of the server's programs, run in the cluster's folder (as postgres when root).
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        let mut command = if as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        command.current_dir(self.dir.path()).stdin(Stdio::null());
+        command
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", "data", "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

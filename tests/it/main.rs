@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod corpus;
 mod fairness;
+mod faults;
 mod files;
 mod fuzzed;
 mod media;

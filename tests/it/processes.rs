@@ -72,13 +72,13 @@ impl Env {
     }
 
     /// Sets an `XIP_*` variable for every process started afterwards.
-    fn with_var(mut self, name: &str, value: &str) -> Env {
+    pub(crate) fn with_var(mut self, name: &str, value: &str) -> Env {
         self.vars.push((name.to_owned(), value.to_owned()));
         self
     }
 
     /// The library opened on the processes' configuration, to look at what they left.
-    async fn pipeline(&self) -> ImagePipeline {
+    pub(crate) async fn pipeline(&self) -> ImagePipeline {
         let mut flags = toml::Table::new();
         flags.insert(
             "data_dir".into(),
@@ -94,7 +94,7 @@ impl Env {
     }
 
     /// Every stored object (local folder or bucket), as keys.
-    async fn stored_keys(&self) -> BTreeSet<String> {
+    pub(crate) async fn stored_keys(&self) -> BTreeSet<String> {
         let listed = self
             .pipeline()
             .await
@@ -104,6 +104,11 @@ impl Env {
             .await
             .unwrap();
         listed.into_iter().map(|o| o.key).collect()
+    }
+
+    /// What the process `name` has logged so far.
+    pub(crate) fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {
@@ -164,7 +169,7 @@ impl Env {
     }
 
     /// A `worker` process.
-    fn worker(&self, name: &str) -> Proc {
+    pub(crate) fn worker(&self, name: &str) -> Proc {
         self.spawn(name, &["worker"])
     }
 }
@@ -204,7 +209,7 @@ impl Proc {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    async fn terminate(&mut self, deadline: Duration) -> ExitStatus {
+    pub(crate) async fn terminate(&mut self, deadline: Duration) -> ExitStatus {
         // SAFETY: kill(2) with a pid of our own child that has not been reaped yet.
         let sent = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         assert_eq!(sent, 0, "cannot signal {}", self.name);
@@ -212,11 +217,11 @@ impl Proc {
     }
 
     /// SIGKILL, as a crash would, and reap.
-    async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         self.child.kill().await.unwrap();
     }
 
-    async fn wait(&mut self, deadline: Duration) -> ExitStatus {
+    pub(crate) async fn wait(&mut self, deadline: Duration) -> ExitStatus {
         tokio::time::timeout(deadline, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("{} did not exit within {deadline:?}", self.name))
@@ -240,7 +245,7 @@ pub(crate) struct Server {
 
 impl Server {
     /// Uploads a file and returns the job id from the 202 answer.
-    async fn upload(&self, path: &Path, source_type: &str, source_id: &str) -> String {
+    pub(crate) async fn upload(&self, path: &Path, source_type: &str, source_id: &str) -> String {
         let bytes = std::fs::read(path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         self.upload_bytes(&name, bytes, source_type, source_id)
@@ -255,6 +260,19 @@ impl Server {
         source_type: &str,
         source_id: &str,
     ) -> String {
+        let (status, _, body) = self.try_upload(name, bytes, source_type, source_id).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "upload of {name}: {body}");
+        body["jobId"].as_str().unwrap().to_owned()
+    }
+
+    /// Uploads `bytes` named `name`: the answer's status, headers and JSON body.
+    pub(crate) async fn try_upload(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        source_type: &str,
+        source_id: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let form = Form::new()
             .text("sourceType", source_type.to_owned())
             .text("sourceId", source_id.to_owned())
@@ -266,13 +284,14 @@ impl Server {
             .send()
             .await
             .unwrap();
-        let (status, body) = (res.status(), res.text().await.unwrap());
-        assert_eq!(status, StatusCode::ACCEPTED, "upload of {name}: {body}");
-        let body: Value = serde_json::from_str(&body).unwrap();
-        body["jobId"].as_str().unwrap().to_owned()
+        let (status, headers) = (res.status(), res.headers().clone());
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("upload of {name}: {status} {text:?}: {e}"));
+        (status, headers, body)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         let res = self
             .client
             .get(format!("{}{path}", self.base))
@@ -283,14 +302,19 @@ impl Server {
         (status, res.json().await.unwrap())
     }
 
-    async fn status(&self, job: &str) -> Value {
+    pub(crate) async fn status(&self, job: &str) -> Value {
         let (code, body) = self.get(&format!("/image-pipeline/status/{job}")).await;
         assert!(code != StatusCode::NOT_FOUND, "job {job} unknown: {body}");
         body
     }
 
     /// Polls the job until `done(status)` holds, panicking at the deadline.
-    async fn wait_for(&self, job: &str, what: &str, done: impl Fn(&str) -> bool) -> Value {
+    pub(crate) async fn wait_for(
+        &self,
+        job: &str,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let body = self.status(job).await;
@@ -309,7 +333,7 @@ impl Server {
     }
 
     /// Waits until the job is COMPLETE, REJECTED or FAILED.
-    async fn wait_end(&self, job: &str) -> Value {
+    pub(crate) async fn wait_end(&self, job: &str) -> Value {
         self.wait_for(job, "ended", |s| {
             ["COMPLETE", "REJECTED", "FAILED"].contains(&s)
         })
