@@ -251,7 +251,8 @@ impl ImagePipeline {
         Ok(self.catalog.get_media(id).await?)
     }
 
-    /// The media of one source, newest first.
+    /// Every media of one source, newest first. A source with many media is better walked with
+    /// [`ImagePipeline::media_page`].
     ///
     /// # Errors
     /// When the database fails.
@@ -261,6 +262,25 @@ impl ImagePipeline {
         source_id: &str,
     ) -> Result<Vec<Media>, Error> {
         Ok(self.catalog.list_media(source_type, source_id).await?)
+    }
+
+    /// Up to `limit` media of one source, newest first, after `after` (the previous page's
+    /// `next`; `None` for the first page). Pages stay whole while media are added: new ones
+    /// come before every cursor.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn media_page(
+        &self,
+        source_type: &str,
+        source_id: &str,
+        after: Option<&queue::MediaCursor>,
+        limit: u32,
+    ) -> Result<queue::MediaPage, Error> {
+        Ok(self
+            .catalog
+            .media_page(source_type, source_id, after, limit)
+            .await?)
     }
 
     /// Removes every stored object of a media record, then the record; `false` when unknown.

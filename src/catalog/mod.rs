@@ -9,8 +9,14 @@ mod settled;
 use std::sync::Arc;
 
 use crate::ids::{JobId, MediaId};
-use crate::queue::{JobReport, JobStore, Media, QueueError};
+use crate::queue::{JobReport, JobStore, Media, MediaCursor, MediaPage, QueueError};
 use crate::storage::{Storage, StorageError};
+
+/// The most media a client may ask for in one page (`limit`).
+pub const MAX_PAGE_LIMIT: u32 = 500;
+/// How many media a page holds when the client names no `limit` (the contract's bound on the
+/// answer of the days before pages).
+pub const DEFAULT_PAGE_LIMIT: u32 = 1_000;
 
 /// Why a catalogue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +79,30 @@ impl Catalog {
         self.jobs.get_media(id).await
     }
 
-    /// The media of one source, newest first.
+    /// Up to `limit` media of one source, newest first, after `after` (from the newest when
+    /// `None`).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn media_page(
+        &self,
+        source_type: &str,
+        source_id: &str,
+        after: Option<&MediaCursor>,
+        limit: u32,
+    ) -> Result<MediaPage, QueueError> {
+        // One more than asked says whether a next page exists.
+        let mut media = self
+            .jobs
+            .list_media(source_type, source_id, after, limit.saturating_add(1))
+            .await?;
+        let more = media.len() > limit as usize;
+        media.truncate(limit as usize);
+        let next = media.last().filter(|_| more).map(MediaCursor::after);
+        Ok(MediaPage { media, next })
+    }
+
+    /// Every media of one source, newest first, read page by page.
     ///
     /// # Errors
     /// When the database fails.
@@ -82,7 +111,18 @@ impl Catalog {
         source_type: &str,
         source_id: &str,
     ) -> Result<Vec<Media>, QueueError> {
-        self.jobs.list_media(source_type, source_id).await
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .media_page(source_type, source_id, after.as_ref(), DEFAULT_PAGE_LIMIT)
+                .await?;
+            all.extend(page.media);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
     }
 
     /// Removes every stored object of a media record, then the record; `false` when unknown.

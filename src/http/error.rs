@@ -29,6 +29,12 @@ pub enum ApiError {
     /// 400 `INVALID_MULTIPART`: the body is not a readable multipart form.
     #[error("Malformed multipart body: {0}")]
     InvalidMultipart(String),
+    /// 400 `INVALID_LIMIT`: a media page's `limit` is not a whole number from 1 to 500.
+    #[error("Invalid limit: expected a whole number from 1 to 500")]
+    InvalidLimit,
+    /// 400 `INVALID_CURSOR`: a media page's `cursor` is not one this service gave out.
+    #[error("Invalid cursor: pass the nextCursor of the previous page")]
+    InvalidCursor,
     /// 404 `JOB_NOT_FOUND`.
     #[error("Job not found")]
     JobNotFound,
@@ -79,7 +85,9 @@ impl ApiError {
                 }
                 SubmitError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
             },
-            ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidMultipart(_) | ApiError::InvalidLimit | ApiError::InvalidCursor => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::JobNotFound | ApiError::MediaNotFound | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -111,6 +119,8 @@ impl ApiError {
                 SubmitError::TooManyPending { .. } => "TOO_MANY_PENDING",
             },
             ApiError::InvalidMultipart(_) => "INVALID_MULTIPART",
+            ApiError::InvalidLimit => "INVALID_LIMIT",
+            ApiError::InvalidCursor => "INVALID_CURSOR",
             ApiError::JobNotFound => "JOB_NOT_FOUND",
             ApiError::MediaNotFound => "MEDIA_NOT_FOUND",
             ApiError::NotFound => "NOT_FOUND",

@@ -10,9 +10,10 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState};
+use crate::catalog::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::ids::MediaId;
 use crate::intake::SubmitError;
-use crate::queue::Media;
+use crate::queue::{Media, MediaCursor};
 
 /// The media object of the contract: ids, absolute URLs, displayed size, ratio, blurhash.
 pub fn media_json(state: &AppState, media: &Media) -> Value {
@@ -65,7 +66,8 @@ pub async fn get(
     Ok(Json(media_json(&state, &media)))
 }
 
-/// `GET {prefix}/media?sourceType=&sourceId=`: 200 `{"media": [...]}`, newest first.
+/// `GET {prefix}/media?sourceType=&sourceId=[&limit=&cursor=]`: 200 `{"media": [...],
+/// "nextCursor": C|null}`, newest first; `limit` 1–500, at most 1,000 without it.
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
@@ -78,9 +80,25 @@ pub async fn list(
     if source_type.is_empty() || source_id.is_empty() {
         return Err(SubmitError::MissingFields.into());
     }
-    let media = state.catalog.list_media(source_type, source_id).await?;
-    let items: Vec<Value> = media.iter().map(|m| media_json(&state, m)).collect();
-    Ok(Json(json!({ "media": items })))
+    let limit = match query.get("limit") {
+        None => DEFAULT_PAGE_LIMIT,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_LIMIT).contains(n))
+            .ok_or(ApiError::InvalidLimit)?,
+    };
+    let after = match query.get("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(text) => Some(MediaCursor::parse(text).ok_or(ApiError::InvalidCursor)?),
+    };
+    let page = state
+        .catalog
+        .media_page(source_type, source_id, after.as_ref(), limit)
+        .await?;
+    let items: Vec<Value> = page.media.iter().map(|m| media_json(&state, m)).collect();
+    let next = page.next.map(|c| c.to_string());
+    Ok(Json(json!({ "media": items, "nextCursor": next })))
 }
 
 /// `DELETE {prefix}/media/{mediaId}`: 204 after removing every object and the row; 404 if unknown.

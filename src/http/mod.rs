@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | POST | `{prefix}/upload` | [`upload::upload`] |
 //! | GET | `{prefix}/status/{jobId}` | [`status::status`] |
-//! | GET | `{prefix}/media?sourceType=&sourceId=` | [`media::list`] |
+//! | GET | `{prefix}/media?sourceType=&sourceId=[&limit=&cursor=]` | [`media::list`] |
 //! | GET | `{prefix}/media/{mediaId}` | [`media::get`] |
 //! | DELETE | `{prefix}/media/{mediaId}` | [`media::delete`] |
 //! | GET | `/files/{*key}` (local storage only) | [`files::serve`] |

@@ -26,6 +26,11 @@ const SQLITE: &[File] = &[
         "outages",
         include_str!("../../migrations/sqlite/0003_outages.sql"),
     ),
+    (
+        4,
+        "media pages",
+        include_str!("../../migrations/sqlite/0004_media_pages.sql"),
+    ),
 ];
 
 const POSTGRES: &[File] = &[
@@ -43,6 +48,11 @@ const POSTGRES: &[File] = &[
         3,
         "outages",
         include_str!("../../migrations/postgres/0003_outages.sql"),
+    ),
+    (
+        4,
+        "media pages",
+        include_str!("../../migrations/postgres/0004_media_pages.sql"),
     ),
 ];
 

@@ -346,6 +346,54 @@ pub struct StoredVariant {
     pub height: u32,
 }
 
+/// Where a page of a source's media goes on from: after the media with this creation time and
+/// id, newest first. Clients see it as an opaque string (`{created_at}.{id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaCursor {
+    /// The last listed media's `created_at`.
+    pub created_at: Millis,
+    /// The last listed media's id.
+    pub id: MediaId,
+}
+
+impl MediaCursor {
+    /// The position just after `media`.
+    pub fn after(media: &Media) -> MediaCursor {
+        MediaCursor {
+            created_at: media.created_at,
+            id: media.id.clone(),
+        }
+    }
+
+    /// Reads a cursor this service wrote; `None` for anything else.
+    pub fn parse(text: &str) -> Option<MediaCursor> {
+        let (created_at, id) = text.split_once('.')?;
+        let plain = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        if id.is_empty() || id.len() > 64 || !id.chars().all(plain) {
+            return None;
+        }
+        Some(MediaCursor {
+            created_at: created_at.parse().ok()?,
+            id: MediaId::from_string(id.to_owned()),
+        })
+    }
+}
+
+impl std::fmt::Display for MediaCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.id)
+    }
+}
+
+/// One page of a source's media, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaPage {
+    /// The page's media.
+    pub media: Vec<Media>,
+    /// Where the next page begins; `None` on the last.
+    pub next: Option<MediaCursor>,
+}
+
 /// A media record: what one completed job produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Media {
@@ -587,6 +635,8 @@ pub trait JobStore: Send + Sync + 'static {
         &self,
         source_type: &str,
         source_id: &str,
+        after: Option<&MediaCursor>,
+        limit: u32,
     ) -> Result<Vec<Media>, QueueError>;
 
     /// Deletes a media record; `false` when it did not exist.

@@ -23,8 +23,8 @@ use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Failed, Job, JobErrorCode, JobId, JobStore, Media, MediaId, Millis, NewJob, PendingCaps,
-    QueueError, acquire_within, prepare_schema,
+    Failed, Job, JobErrorCode, JobId, JobStore, Media, MediaCursor, MediaId, Millis, NewJob,
+    PendingCaps, QueueError, acquire_within, prepare_schema,
 };
 use crate::config::DatabaseConfig;
 
@@ -385,10 +385,16 @@ impl JobStore for SqliteJobStore {
         &self,
         source_type: &str,
         source_id: &str,
+        after: Option<&MediaCursor>,
+        limit: u32,
     ) -> Result<Vec<Media>, QueueError> {
+        let (created_at, id) = after.map_or((Millis::MAX, ""), |c| (c.created_at, c.id.as_str()));
         let rows = sqlx::query_as::<_, MediaRow>(sql::LIST_MEDIA)
             .bind(source_type)
             .bind(source_id)
+            .bind(created_at)
+            .bind(id)
+            .bind(i64::from(limit))
             .fetch_all(&mut *acquire_within(&self.readers, self.request_patience).await?)
             .await?;
         rows::all(rows)

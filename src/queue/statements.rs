@@ -124,10 +124,14 @@ pub(super) const NEXT_RUN_AT: &str = "SELECT MIN(run_at) FROM jobs WHERE status 
 /// The media record with id $1.
 pub(super) const GET_MEDIA: &str = "SELECT * FROM media WHERE id = $1";
 
-/// The media of source type $1 and source id $2, newest first.
+/// At most $5 media of source type $1 and source id $2, newest first, from those before the
+/// position ($3 created_at, $4 id) on: a keyset page, stable while new media arrive (they sort
+/// before any cursor). The first page starts before (`i64::MAX`, '').
 pub(super) const LIST_MEDIA: &str = "
     SELECT * FROM media WHERE source_type = $1 AND source_id = $2
-    ORDER BY created_at DESC, id DESC";
+      AND (created_at, id) < ($3, $4)
+    ORDER BY created_at DESC, id DESC
+    LIMIT $5";
 
 /// Deletes the media record with id $1.
 pub(super) const DELETE_MEDIA: &str = "DELETE FROM media WHERE id = $1";

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Failed, Job, JobErrorCode, JobStatus, JobStore, Media, Millis, NewJob, PendingCaps, PgJobStore,
-    SqliteJobStore, StoredVariant,
+    Failed, Job, JobErrorCode, JobStatus, JobStore, Media, MediaCursor, Millis, NewJob,
+    PendingCaps, PgJobStore, SqliteJobStore, StoredVariant,
 };
 use ximagepipeline::{JobId, MediaId};
 
@@ -256,7 +256,13 @@ pub async fn complete_is_fenced_and_happens_once(store: &dyn JobStore) {
         None,
         "no media written"
     );
-    assert!(store.list_media("gallery", "a").await.unwrap().is_empty());
+    assert!(
+        store
+            .list_media("gallery", "a", None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(get(store, &id).await.status, JobStatus::Processing);
 
     assert!(store.complete(&id, "w1", &media, 3_000).await.unwrap());
@@ -281,7 +287,7 @@ pub async fn complete_is_fenced_and_happens_once(store: &dyn JobStore) {
     );
     assert_eq!(store.get_media(&again.id).await.unwrap(), None);
     assert_eq!(
-        store.list_media("gallery", "a").await.unwrap(),
+        store.list_media("gallery", "a", None, 100).await.unwrap(),
         vec![media.clone()]
     );
     assert_eq!(get(store, &id).await.media_id, Some(media.id));
@@ -610,18 +616,83 @@ pub async fn list_media_is_newest_first(store: &dyn JobStore) {
     }
     let ids = |list: Vec<Media>| list.into_iter().map(|m| m.id).collect::<Vec<_>>();
     assert_eq!(
-        ids(store.list_media("gallery", "a").await.unwrap()),
+        ids(store.list_media("gallery", "a", None, 100).await.unwrap()),
         [&made[1], &made[3], &made[0]].map(|m| m.id.clone()),
     );
     assert_eq!(
-        ids(store.list_media("gallery", "b").await.unwrap()),
+        ids(store.list_media("gallery", "b", None, 100).await.unwrap()),
         [made[2].id.clone()]
     );
     assert!(
-        store.list_media("avatar", "a").await.unwrap().is_empty(),
+        store
+            .list_media("avatar", "a", None, 100)
+            .await
+            .unwrap()
+            .is_empty(),
         "other source type"
     );
-    assert!(store.list_media("gallery", "c").await.unwrap().is_empty());
+    assert!(
+        store
+            .list_media("gallery", "c", None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Completes a job of source `a` at `created_at` and returns its media.
+async fn completed_media(store: &dyn JobStore, created_at: Millis) -> Media {
+    let id = insert(store, "a", 3, created_at).await;
+    let job = claim(store, "w1", created_at).await;
+    let media = media_for(&job, created_at);
+    assert!(store.complete(&id, "w1", &media, created_at).await.unwrap());
+    media
+}
+
+/// Pages of two resume after their cursor: every media once, in order, also where several
+/// share a millisecond, and media added during the walk (newer than every cursor) do not shift
+/// the pages.
+pub async fn media_pages_resume_after_their_cursor(store: &dyn JobStore) {
+    let mut made = Vec::new();
+    for created_at in [1_000, 2_000, 2_000, 2_000, 3_000, 4_000, 4_000] {
+        made.push(completed_media(store, created_at).await);
+    }
+    let newest_first = |mut list: Vec<Media>| {
+        list.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        list.into_iter().map(|m| m.id).collect::<Vec<_>>()
+    };
+    let expected = newest_first(made);
+    let mut walked = Vec::new();
+    let mut after: Option<MediaCursor> = None;
+    loop {
+        let page = store
+            .list_media("gallery", "a", after.as_ref(), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(MediaCursor::after(last));
+        walked.extend(page.into_iter().map(|m| m.id));
+        completed_media(store, 10_000 + walked.len() as Millis).await;
+    }
+    assert_eq!(walked, expected);
+}
+
+/// A shutdown hands back only the jobs of the worker it names: PENDING, due at once, the
+/// attempt given back.
+pub async fn release_hands_back_a_workers_jobs(store: &dyn JobStore) {
+    let mine = insert(store, "a", 3, 1_000).await;
+    let theirs = insert(store, "b", 3, 1_001).await;
+    claim(store, "w1", 2_000).await;
+    claim(store, "w2", 2_000).await;
+    assert_eq!(store.release("w1", 3_000).await.unwrap(), 1);
+    let job = get(store, &mine).await;
+    assert_eq!(
+        (job.status, job.attempts, job.locked_by, job.run_at),
+        (JobStatus::Pending, 0, None, 3_000)
+    );
+    assert_eq!(get(store, &theirs).await.status, JobStatus::Processing);
+    assert_eq!(store.release("w1", 3_000).await.unwrap(), 0, "nothing left");
 }
 
 pub async fn delete_media_once(store: &dyn JobStore) {
@@ -632,7 +703,13 @@ pub async fn delete_media_once(store: &dyn JobStore) {
 
     assert!(store.delete_media(&media.id).await.unwrap());
     assert_eq!(store.get_media(&media.id).await.unwrap(), None);
-    assert!(store.list_media("gallery", "a").await.unwrap().is_empty());
+    assert!(
+        store
+            .list_media("gallery", "a", None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         !store.delete_media(&media.id).await.unwrap(),
         "already gone"
@@ -866,6 +943,8 @@ conformance!(
         insert_capped_holds_the_caps,
         rescue_takes_back_stale_claims_only,
         list_media_is_newest_first,
+        media_pages_resume_after_their_cursor,
+        release_hands_back_a_workers_jobs,
         delete_media_once,
         insert_wakes_workers,
         retry_and_rescue_wake_workers,
