@@ -13,7 +13,9 @@
 //! let pipeline = ImagePipeline::open(Config::embedded("./data")?).await?;
 //! let shutdown = CancellationToken::new();
 //! let workers = pipeline.start_workers(shutdown.clone());
-//! let app = axum::Router::new().merge(pipeline.router());
+//! let app = axum::Router::new()
+//!     .merge(pipeline.router())
+//!     .merge(pipeline.files_router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app)
 //!     .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -176,7 +178,9 @@ impl ImagePipeline {
         self
     }
 
-    /// The HTTP API (and `/files` for local storage) as an axum router to merge into an app.
+    /// The HTTP API under the route prefix, as an axum router to merge into an app: no
+    /// fallback, so it merges with the host's own routes (API.md §4b). With local storage,
+    /// merge [`ImagePipeline::files_router`] too, or the media URLs have nothing behind them.
     pub fn router(&self) -> axum::Router {
         let state = http::AppState {
             intake: self.intake.clone(),
@@ -185,15 +189,20 @@ impl ImagePipeline {
             body_pace: http::BodyPace::for_uploads(&self.config.server),
             trusted_proxies: self.config.fairness.trusted_proxies.as_slice().into(),
         };
-        let files = self
-            .worker
-            .storage
-            .is_local()
-            .then(|| self.worker.storage.clone());
-        http::router(state, files)
+        http::api_router(state)
     }
 
-    /// Serves [`ImagePipeline::router`] on `listener` within the `[server]` bounds until
+    /// `/files/{*key}`: the stored media and originals, when storage is local (empty
+    /// otherwise: a bucket serves its own). Public unless the host puts its own layer on it.
+    pub fn files_router(&self) -> axum::Router {
+        if self.worker.storage.is_local() {
+            http::files_router(self.worker.storage.clone())
+        } else {
+            axum::Router::new()
+        }
+    }
+
+    /// Serves [`ImagePipeline::router`] and [`ImagePipeline::files_router`] on `listener` within the `[server]` bounds until
     /// `shutdown` completes, then lets requests in flight finish (what `ximagepipeline serve` runs).
     ///
     /// # Errors
@@ -203,7 +212,8 @@ impl ImagePipeline {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        http::serve::serve(listener, self.router(), &self.config.server, shutdown).await
+        let app = http::app([self.router(), self.files_router()]);
+        http::serve::serve(listener, app, &self.config.server, shutdown).await
     }
 
     /// Starts the worker pool; it stops taking work when `shutdown` is cancelled.

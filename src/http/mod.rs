@@ -11,6 +11,10 @@
 //!
 //! Handlers see an [`AppState`]: the intake (uploads) and the catalogue (status, media), never
 //! the whole service; `/files` sees only the storage.
+//!
+//! Routers (API.md §4b): [`api_router`] and [`files_router`] each stand alone, with no
+//! fallback, so a host app can mount, protect or leave out each; [`app`] merges them with the
+//! JSON 404 fallback for `serve`.
 
 pub mod body;
 pub mod client;
@@ -58,16 +62,12 @@ pub struct AppState {
     pub trusted_proxies: Arc<[IpAddr]>,
 }
 
-/// Every route: the API with `state`, and `/files` when `files` (local storage) is given.
-pub fn router(state: AppState, files: Option<Storage>) -> Router {
-    let mut router = api_router(state);
-    if let Some(storage) = files {
-        router = router.merge(files_router(storage));
-    }
-    let router = router
+/// What `serve` answers: `routers` merged, and a JSON 404 `NOT_FOUND` for any other path.
+pub fn app(routers: impl IntoIterator<Item = Router>) -> Router {
+    routers
+        .into_iter()
+        .fold(Router::new(), Router::merge)
         .fallback(|| async { ApiError::NotFound })
-        .layer(axum::middleware::map_response(log_server_errors));
-    catch_panics(router)
 }
 
 /// `router` with a panic guard: a handler that panics answers 500 `INTERNAL` (the panic is
@@ -76,12 +76,13 @@ pub fn catch_panics(router: Router) -> Router {
     router.layer(CatchPanicLayer::custom(panicked))
 }
 
-/// The API routes under the prefix.
-fn api_router(state: AppState) -> Router {
+/// The API routes under the prefix, with the panic guard and the logging of 5xx answers; no
+/// fallback.
+pub fn api_router(state: AppState) -> Router {
     let prefix = state.route_prefix.clone();
     let body_limit = (state.intake.rules().max_file_size + FORM_OVERHEAD) as usize;
     let pace = state.body_pace;
-    Router::new()
+    let router = Router::new()
         .route(
             &format!("{prefix}/upload"),
             post(upload::upload)
@@ -96,14 +97,16 @@ fn api_router(state: AppState) -> Router {
             &format!("{prefix}/media/{{media_id}}"),
             get(media::get).delete(media::delete),
         )
-        .with_state(state)
+        .with_state(state);
+    catch_panics(router.layer(axum::middleware::map_response(log_server_errors)))
 }
 
-/// `/files/{*key}`: stored media and originals, served from local storage.
-fn files_router(storage: Storage) -> Router {
-    Router::new()
+/// `/files/{*key}`: stored media and originals, served from local storage; no fallback.
+pub fn files_router(storage: Storage) -> Router {
+    let router = Router::new()
         .route("/files/{*key}", get(files::serve))
-        .with_state(storage)
+        .with_state(storage);
+    catch_panics(router)
 }
 
 /// A handler panicked: 500 `INTERNAL`, the panic logged, the process and connection alive.
