@@ -115,6 +115,14 @@ pub struct ImagePipeline {
     worker: worker::Context,
 }
 
+/// `router` under the `[cors]` layer, when CORS is on.
+fn with_cors(router: axum::Router, config: &Config) -> axum::Router {
+    match http::cors::layer(&config.cors) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
 impl ImagePipeline {
     /// Connects the database (migrating it) and the object store named by `config`.
     ///
@@ -189,14 +197,17 @@ impl ImagePipeline {
             body_pace: http::BodyPace::for_uploads(&self.config.server),
             trusted_proxies: self.config.fairness.trusted_proxies.as_slice().into(),
         };
-        http::api_router(state)
+        with_cors(http::api_router(state), &self.config)
     }
 
     /// `/files/{*key}`: the stored media and originals, when storage is local (empty
     /// otherwise: a bucket serves its own). Public unless the host puts its own layer on it.
     pub fn files_router(&self) -> axum::Router {
         if self.worker.storage.is_local() {
-            http::files_router(self.worker.storage.clone())
+            with_cors(
+                http::files_router(self.worker.storage.clone()),
+                &self.config,
+            )
         } else {
             axum::Router::new()
         }

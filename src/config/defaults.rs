@@ -84,6 +84,19 @@ upload_grace_secs = 10
 upload_memory_bytes = 268435456
 shutdown_grace_secs = 30
 
+[cors]
+# Origins of browser pages that may call the API ("https://app.example.com"), or ["*"] for
+# any; empty: CORS off, and browsers refuse every cross-origin call.
+allowed_origins = []
+allowed_methods = ["GET", "POST", "DELETE"]
+# authorization carries an API key or an upload token.
+allowed_headers = ["authorization", "content-type"]
+# What a page may read of an answer beyond the simple headers: when to come back after a 429/503.
+exposed_headers = ["retry-after"]
+# Cookies; never with the "*" origin.
+allow_credentials = false
+max_age_secs = 600
+
 [fairness]
 # Pending jobs (PENDING or PROCESSING) one sourceType + sourceId may have: a gallery import of
 # a hundred photos at once is fine, a loop filling the queue for one source is not.

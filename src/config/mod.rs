@@ -6,6 +6,7 @@
 //! stops start-up with a message that names it and the file or variable it came from.
 
 mod backends;
+mod cors;
 pub mod defaults;
 mod env;
 mod fairness;
@@ -23,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
+pub use cors::CorsConfig;
 pub use fairness::FairnessConfig;
 pub use moderation::{ModerationConfig, ModerationProvider};
 pub use outputs::SourceType;
@@ -115,6 +117,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Caps on pending jobs per source and per client, and the trusted proxies.
     pub fairness: FairnessConfig,
+    /// Which browser pages on other origins may call the API.
+    pub cors: CorsConfig,
     /// Worker pool settings.
     pub worker: WorkerConfig,
     /// Content moderation; `None` when off.
@@ -187,6 +191,7 @@ impl Config {
             originals_prefix: backends::key_prefix("originals_prefix", raw.originals_prefix)?,
             server: ServerConfig::read(&raw.server)?,
             fairness: FairnessConfig::read(&raw.fairness)?,
+            cors: CorsConfig::read(raw.cors)?,
             worker: worker::read(raw.worker)?,
             data_dir,
             variants,

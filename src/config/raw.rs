@@ -37,6 +37,7 @@ pub struct RawConfig {
     pub s3: RawS3,
     pub server: RawServer,
     pub fairness: RawFairness,
+    pub cors: RawCors,
     pub moderation: Option<RawModeration>,
 }
 
@@ -74,6 +75,18 @@ pub struct RawServer {
     pub upload_grace_secs: u64,
     pub upload_memory_bytes: u64,
     pub shutdown_grace_secs: u64,
+}
+
+/// The `[cors]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_secs: u64,
 }
 
 /// The `[fairness]` table.

@@ -18,6 +18,7 @@
 
 pub mod body;
 pub mod client;
+pub mod cors;
 pub mod error;
 pub mod files;
 pub mod media;

@@ -7,6 +7,7 @@ mod budget;
 mod cli;
 mod common;
 mod corpus;
+mod cors;
 mod embedding;
 mod fairness;
 mod faults;
