@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use toml::Table;
+use ximagepipeline::config::Scope;
 use ximagepipeline::pipeline::{self, sniff::Sniffed};
-use ximagepipeline::{Config, ImagePipeline};
+use ximagepipeline::{Config, ImagePipeline, http};
 
 /// Image-upload pipeline: HTTP API, background workers, and a local batch mode.
 #[derive(Debug, Parser)]
@@ -30,6 +31,19 @@ enum Command {
     Process(ProcessArgs),
     /// Apply the database migrations of this version, then exit.
     Migrate(CommonArgs),
+    /// Make a new API key: prints the key (shown once) and the [[auth.keys]] entry with its
+    /// SHA-256 for the configuration.
+    ApiKey(ApiKeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct ApiKeyArgs {
+    /// Who will hold the key, for the logs.
+    #[arg(long, default_value = "backend")]
+    name: String,
+    /// What it may do: upload, read, delete, admin (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "upload,read,delete")]
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => runtime.block_on(run_worker(args)),
         Command::Process(args) => run_process(args),
         Command::Migrate(args) => runtime.block_on(run_migrate(args)),
+        Command::ApiKey(args) => run_api_key(args),
     };
     // Whatever still runs past the shutdown bounds (a connection past the grace, the pixel work
     // of a job cut off at the shutdown timeout) is abandoned, not waited for: its job is taken
@@ -165,6 +180,23 @@ async fn run_migrate(args: CommonArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args, None)?;
     ximagepipeline::migrate(&config).await?;
     println!("database is up to date");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_api_key(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(wrong) = args.scopes.iter().find(|s| Scope::parse(s).is_none()) {
+        anyhow::bail!("unknown scope {wrong:?}: upload, read, delete or admin");
+    }
+    let (key, sha256) =
+        http::auth::new_api_key().map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
+    let scopes: Vec<String> = args.scopes.iter().map(|s| format!("{s:?}")).collect();
+    println!("# The key, for the app's backend (Authorization: Bearer <key>); shown only now:");
+    println!("{key}");
+    println!("# Its entry for the configuration file, under [auth]:");
+    println!("[[auth.keys]]");
+    println!("name = {:?}", args.name);
+    println!("sha256 = \"{sha256}\"");
+    println!("scopes = [{}]", scopes.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 

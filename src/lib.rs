@@ -196,6 +196,7 @@ impl ImagePipeline {
             route_prefix: self.config.route_prefix.as_str().into(),
             body_pace: http::BodyPace::for_uploads(&self.config.server),
             trusted_proxies: self.config.fairness.trusted_proxies.as_slice().into(),
+            auth: self.config.auth.clone().map(Arc::new),
         };
         with_cors(http::api_router(state), &self.config)
     }

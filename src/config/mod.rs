@@ -5,6 +5,7 @@
 //! (`sources.rs`), read into [`RawConfig`], then checked section by section; a wrong key or value
 //! stops start-up with a message that names it and the file or variable it came from.
 
+mod auth;
 mod backends;
 mod cors;
 pub mod defaults;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use auth::{ApiKey, AuthConfig, Scope};
 pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
 pub use cors::CorsConfig;
 pub use fairness::FairnessConfig;
@@ -119,6 +121,8 @@ pub struct Config {
     pub fairness: FairnessConfig,
     /// Which browser pages on other origins may call the API.
     pub cors: CorsConfig,
+    /// API keys; `None` when the API is open.
+    pub auth: Option<AuthConfig>,
     /// Worker pool settings.
     pub worker: WorkerConfig,
     /// Content moderation; `None` when off.
@@ -192,6 +196,7 @@ impl Config {
             server: ServerConfig::read(&raw.server)?,
             fairness: FairnessConfig::read(&raw.fairness)?,
             cors: CorsConfig::read(raw.cors)?,
+            auth: auth::read(raw.auth)?,
             worker: worker::read(raw.worker)?,
             data_dir,
             variants,

@@ -39,6 +39,7 @@ pub struct RawConfig {
     pub fairness: RawFairness,
     pub cors: RawCors,
     pub moderation: Option<RawModeration>,
+    pub auth: Option<RawAuth>,
 }
 
 /// A `[variants.<name>]` table.
@@ -75,6 +76,25 @@ pub struct RawServer {
     pub upload_grace_secs: u64,
     pub upload_memory_bytes: u64,
     pub shutdown_grace_secs: u64,
+}
+
+/// The `[auth]` table; absent means the API is open.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub keys: Vec<RawApiKey>,
+    #[serde(default)]
+    pub protect_status: bool,
+}
+
+/// One `[[auth.keys]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    pub name: String,
+    pub sha256: String,
+    pub scopes: Vec<String>,
 }
 
 /// The `[cors]` table.

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::catalog::CatalogError;
+use crate::config::Scope;
 use crate::intake::SubmitError;
 use crate::queue::QueueError;
 use crate::storage::StorageError;
@@ -35,6 +36,12 @@ pub enum ApiError {
     /// 400 `INVALID_CURSOR`: a media page's `cursor` is not one this service gave out.
     #[error("Invalid cursor: pass the nextCursor of the previous page")]
     InvalidCursor,
+    /// 401 `UNAUTHORIZED` (with `WWW-Authenticate`): no API key, or not one configured.
+    #[error("An API key is required: send Authorization: Bearer <key>")]
+    Unauthorized,
+    /// 403 `FORBIDDEN`: the key lacks the route's scope.
+    #[error("This key may not do this: it lacks the {} scope", .0.as_str())]
+    Forbidden(Scope),
     /// 404 `JOB_NOT_FOUND`.
     #[error("Job not found")]
     JobNotFound,
@@ -88,6 +95,8 @@ impl ApiError {
             ApiError::InvalidMultipart(_) | ApiError::InvalidLimit | ApiError::InvalidCursor => {
                 StatusCode::BAD_REQUEST
             }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::JobNotFound | ApiError::MediaNotFound | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -121,6 +130,8 @@ impl ApiError {
             ApiError::InvalidMultipart(_) => "INVALID_MULTIPART",
             ApiError::InvalidLimit => "INVALID_LIMIT",
             ApiError::InvalidCursor => "INVALID_CURSOR",
+            ApiError::Unauthorized => "UNAUTHORIZED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::JobNotFound => "JOB_NOT_FOUND",
             ApiError::MediaNotFound => "MEDIA_NOT_FOUND",
             ApiError::NotFound => "NOT_FOUND",
@@ -166,6 +177,12 @@ impl IntoResponse for ApiError {
             if let Ok(value) = secs.parse() {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"ximagepipeline\""),
+            );
         }
         if let Some(detail) = self.server_detail() {
             response.extensions_mut().insert(ServerErrorDetail(detail));

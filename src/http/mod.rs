@@ -9,6 +9,9 @@
 //! | DELETE | `{prefix}/media/{mediaId}` | [`media::delete`] |
 //! | GET | `/files/{*key}` (local storage only) | [`files::serve`] |
 //!
+//! With `[auth]`, each route but the status (unless `protect_status`) and `/files` needs an
+//! API key with its scope ([`auth`]).
+//!
 //! Handlers see an [`AppState`]: the intake (uploads) and the catalogue (status, media), never
 //! the whole service; `/files` sees only the storage.
 //!
@@ -16,6 +19,7 @@
 //! fallback, so a host app can mount, protect or leave out each; [`app`] merges them with the
 //! JSON 404 fallback for `serve`.
 
+pub mod auth;
 pub mod body;
 pub mod client;
 pub mod cors;
@@ -32,8 +36,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 
 pub use body::BodyPace;
 pub use error::ApiError;
@@ -42,6 +47,7 @@ use error::ServerErrorDetail;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::catalog::Catalog;
+use crate::config::{AuthConfig, Scope};
 use crate::intake::Intake;
 use crate::storage::Storage;
 
@@ -61,6 +67,8 @@ pub struct AppState {
     pub body_pace: BodyPace,
     /// Peers whose `X-Forwarded-For` names the client (`[fairness] trusted_proxies`).
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// API keys; `None` when the API is open.
+    pub auth: Option<Arc<AuthConfig>>,
 }
 
 /// What `serve` answers: `routers` merged, and a JSON 404 `NOT_FOUND` for any other path.
@@ -83,20 +91,35 @@ pub fn api_router(state: AppState) -> Router {
     let prefix = state.route_prefix.clone();
     let body_limit = (state.intake.rules().max_file_size + FORM_OVERHEAD) as usize;
     let pace = state.body_pace;
+    let auth = state.auth.clone();
+    let guard = |route: MethodRouter<AppState>, scope: Scope| match auth::Required::scope(
+        auth.as_deref(),
+        scope,
+    ) {
+        Some(required) => route.layer(middleware::from_fn_with_state(required, auth::check)),
+        None => route,
+    };
+    let protect_status = auth.as_ref().is_some_and(|a| a.protect_status);
+    let upload = post(upload::upload)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::map_request(move |request| async move {
+            body::paced(pace, request)
+        }));
+    let status = if protect_status {
+        guard(get(status::status), Scope::Read)
+    } else {
+        get(status::status)
+    };
     let router = Router::new()
+        .route(&format!("{prefix}/upload"), guard(upload, Scope::Upload))
+        .route(&format!("{prefix}/status/{{job_id}}"), status)
         .route(
-            &format!("{prefix}/upload"),
-            post(upload::upload)
-                .layer(DefaultBodyLimit::max(body_limit))
-                .layer(axum::middleware::map_request(move |request| async move {
-                    body::paced(pace, request)
-                })),
+            &format!("{prefix}/media"),
+            guard(get(media::list), Scope::Read),
         )
-        .route(&format!("{prefix}/status/{{job_id}}"), get(status::status))
-        .route(&format!("{prefix}/media"), get(media::list))
         .route(
             &format!("{prefix}/media/{{media_id}}"),
-            get(media::get).delete(media::delete),
+            guard(get(media::get), Scope::Read).merge(guard(delete(media::delete), Scope::Delete)),
         )
         .with_state(state);
     catch_panics(router.layer(axum::middleware::map_response(log_server_errors)))

@@ -280,3 +280,43 @@ async fn serve_refuses_an_unknown_config_key() {
         );
     }
 }
+
+/// `api-key` prints a fresh key and its `[[auth.keys]]` entry; a server configured with that
+/// entry takes the key for what its scopes allow, and two runs never give the same key.
+#[tokio::test]
+async fn api_key_makes_a_key_the_server_accepts() {
+    let made = run(&["api-key", "--name", "app", "--scopes", "read"]).await;
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let out = text(&made.stdout);
+    let key = out
+        .lines()
+        .find(|l| l.starts_with("xip_"))
+        .unwrap_or_else(|| panic!("no key in {out}"));
+    assert_eq!(key.len(), 4 + 64, "{key}");
+    let entry = &out[out.find("[[auth.keys]]").unwrap()..];
+    let server = crate::common::TestServer::start_with(&format!("[auth]\n{entry}")).await;
+    let list = format!(
+        "{}/image-pipeline/media?sourceType=avatar&sourceId=u1",
+        server.url
+    );
+    let answer = server
+        .client
+        .get(&list)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    let answer = server.client.get(&list).send().await.unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let again = text(&run(&["api-key"]).await.stdout);
+    assert!(!again.contains(key), "a new key each time");
+    let wrong = run(&["api-key", "--scopes", "everything"]).await;
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong.stderr).contains("unknown scope"),
+        "{}",
+        text(&wrong.stderr)
+    );
+}

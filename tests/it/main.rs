@@ -1,6 +1,7 @@
 //! Integration tests: real SQLite files, real local storage, real HTTP on random ports.
 
 mod architecture;
+mod auth;
 mod backends;
 mod bounds;
 mod budget;

@@ -1,0 +1,109 @@
+//! `[auth]`: API keys for the app's backend. Absent, the API is open, as the Fastify plugin
+//! was (access control left to the host app); present, every upload, media read and delete
+//! needs a key with the scope for it.
+
+use super::raw::RawAuth;
+use super::{ConfigError, invalid};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `POST {prefix}/upload`.
+    Upload,
+    /// The media routes' reads (and the status route with `protect_status`).
+    Read,
+    /// `DELETE {prefix}/media/{id}`.
+    Delete,
+    /// Operator routes.
+    Admin,
+}
+
+impl Scope {
+    /// The scope's name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Upload => "upload",
+            Scope::Read => "read",
+            Scope::Delete => "delete",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// The scope of this name in the configuration, if any.
+    pub fn parse(name: &str) -> Option<Scope> {
+        [Scope::Upload, Scope::Read, Scope::Delete, Scope::Admin]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+/// One API key: only its SHA-256 is configured, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Who holds it, for the logs (`backend`, `backend-2025-rotation`).
+    pub name: String,
+    /// SHA-256 of the key as sent after `Bearer `.
+    pub sha256: [u8; 32],
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// Access control, when `[auth]` is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Every valid key; several at once let a key be rotated without downtime.
+    pub keys: Vec<ApiKey>,
+    /// Whether reading a job's status needs a `read` key too (otherwise the unguessable job
+    /// id, about 119 random bits, is the credential).
+    pub protect_status: bool,
+}
+
+/// Reads `[auth]`; `None` when absent.
+pub(super) fn read(raw: Option<RawAuth>) -> Result<Option<AuthConfig>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.keys.is_empty() {
+        return Err(invalid(
+            "auth.keys",
+            "must hold at least one key ([[auth.keys]] with name, sha256 and scopes)",
+        ));
+    }
+    let mut keys: Vec<ApiKey> = Vec::new();
+    for key in raw.keys {
+        if keys.iter().any(|k| k.name == key.name) {
+            return Err(invalid("auth.keys", format!("names {:?} twice", key.name)));
+        }
+        let sha256 = hex::decode(key.sha256.trim())
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| {
+                invalid(
+                    "auth.keys.sha256",
+                    format!("of key {:?} must be 64 hexadecimal digits", key.name),
+                )
+            })?;
+        let scopes = key
+            .scopes
+            .iter()
+            .map(|s| {
+                Scope::parse(s).ok_or_else(|| {
+                    invalid(
+                        "auth.keys.scopes",
+                        format!(
+                            "of key {:?} holds {s:?}: upload, read, delete or admin",
+                            key.name
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        keys.push(ApiKey {
+            name: key.name,
+            sha256,
+            scopes,
+        });
+    }
+    Ok(Some(AuthConfig {
+        keys,
+        protect_status: raw.protect_status,
+    }))
+}
