@@ -202,11 +202,13 @@ impl ImagePipeline {
     }
 
     /// `/files/{*key}`: the stored media and originals, when storage is local (empty
-    /// otherwise: a bucket serves its own). Public unless the host puts its own layer on it.
+    /// otherwise: a bucket serves its own). Public, key-protected or signed links only, as
+    /// `[auth] files` says.
     pub fn files_router(&self) -> axum::Router {
         if self.worker.storage.is_local() {
+            let storage = self.worker.storage.clone();
             with_cors(
-                http::files_router(self.worker.storage.clone()),
+                http::files_router(storage, self.config.auth.as_ref()),
                 &self.config,
             )
         } else {
@@ -214,8 +216,9 @@ impl ImagePipeline {
         }
     }
 
-    /// Serves [`ImagePipeline::router`] and [`ImagePipeline::files_router`] on `listener` within the `[server]` bounds until
-    /// `shutdown` completes, then lets requests in flight finish (what `ximagepipeline serve` runs).
+    /// Serves [`ImagePipeline::router`] and [`ImagePipeline::files_router`] on `listener`
+    /// within the `[server]` bounds until `shutdown` completes, then lets requests in flight
+    /// finish (what `ximagepipeline serve` runs).
     ///
     /// # Errors
     /// When the file-descriptor limit cannot hold the connection cap, or the listener fails.

@@ -48,6 +48,22 @@ pub struct ApiKey {
     pub scopes: Vec<Scope>,
 }
 
+/// Who may fetch `/files` (stored variants and originals on local storage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilesAccess {
+    /// Anyone with the URL (media ids are unguessable); what a CDN in front would do.
+    Public,
+    /// Only requests with a `read` key (a backend fetching for its users).
+    Key,
+    /// URLs in answers carry an expiry and an HMAC-SHA256 signature that `/files` checks.
+    Signed {
+        /// The signing secret (`[auth] url_secret`).
+        secret: Vec<u8>,
+        /// How long a signed URL stays valid from the answer that held it.
+        ttl: std::time::Duration,
+    },
+}
+
 /// Access control, when `[auth]` is present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -56,6 +72,8 @@ pub struct AuthConfig {
     /// Whether reading a job's status needs a `read` key too (otherwise the unguessable job
     /// id, about 119 random bits, is the credential).
     pub protect_status: bool,
+    /// Who may fetch `/files`.
+    pub files: FilesAccess,
 }
 
 /// Reads `[auth]`; `None` when absent.
@@ -102,8 +120,35 @@ pub(super) fn read(raw: Option<RawAuth>) -> Result<Option<AuthConfig>, ConfigErr
             scopes,
         });
     }
+    let files = match raw.files.as_str() {
+        "public" => FilesAccess::Public,
+        "key" => FilesAccess::Key,
+        "signed" => {
+            let secret = raw.url_secret.unwrap_or_default();
+            if secret.len() < 32 {
+                return Err(invalid(
+                    "auth.url_secret",
+                    "must be at least 32 characters when files = \"signed\" (openssl rand -hex 32)",
+                ));
+            }
+            if raw.signed_url_ttl_secs == 0 {
+                return Err(invalid("auth.signed_url_ttl_secs", "must be at least 1"));
+            }
+            FilesAccess::Signed {
+                secret: secret.into_bytes(),
+                ttl: std::time::Duration::from_secs(raw.signed_url_ttl_secs),
+            }
+        }
+        other => {
+            return Err(invalid(
+                "auth.files",
+                format!("is {other:?}: public, key or signed"),
+            ));
+        }
+    };
     Ok(Some(AuthConfig {
         keys,
         protect_status: raw.protect_status,
+        files,
     }))
 }

@@ -177,3 +177,13 @@ pub fn moderation_http_timeout_secs() -> f64 {
 pub fn moderation_http_image_side() -> u32 {
     512
 }
+
+/// `[auth] files`: `/files` stays public (media ids are unguessable), as behind a CDN.
+pub fn auth_files() -> String {
+    "public".to_owned()
+}
+
+/// `[auth] signed_url_ttl_secs`: a signed `/files` URL lives an hour.
+pub fn auth_signed_url_ttl_secs() -> u64 {
+    3600
+}

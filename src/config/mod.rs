@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use auth::{ApiKey, AuthConfig, Scope};
+pub use auth::{ApiKey, AuthConfig, FilesAccess, Scope};
 pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
 pub use cors::CorsConfig;
 pub use fairness::FairnessConfig;
@@ -180,6 +180,17 @@ impl Config {
         let data_dir = PathBuf::from(&raw.data_dir);
         let variants = outputs::variants(&raw.variants)?;
         let source_types = outputs::source_types(raw.source_types, &variants)?;
+        let storage = backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?;
+        let auth = auth::read(raw.auth)?;
+        let signed = auth
+            .as_ref()
+            .is_some_and(|a| matches!(a.files, FilesAccess::Signed { .. }));
+        if signed && !matches!(storage, StorageLocation::Local(_)) {
+            return Err(invalid(
+                "auth.files",
+                "\"signed\" is for /files on local storage; a bucket or CDN signs its own URLs",
+            ));
+        }
         Ok(Config {
             listen: server::listen(&raw.listen)?,
             route_prefix: server::route_prefix(raw.route_prefix)?,
@@ -189,14 +200,14 @@ impl Config {
             limits: uploads::limits(raw.max_pixels, raw.max_side, raw.max_decoded_bytes)?,
             moderation: moderation::read(raw.moderation, &source_types)?,
             database: backends::database(raw.database_url, raw.database, &data_dir)?,
-            storage: backends::storage(raw.storage_url.as_deref(), raw.s3, &data_dir)?,
+            storage,
             staging_prefix: backends::key_prefix("staging_prefix", raw.staging_prefix)?,
             media_prefix: backends::key_prefix("media_prefix", raw.media_prefix)?,
             originals_prefix: backends::key_prefix("originals_prefix", raw.originals_prefix)?,
             server: ServerConfig::read(&raw.server)?,
             fairness: FairnessConfig::read(&raw.fairness)?,
             cors: CorsConfig::read(raw.cors)?,
-            auth: auth::read(raw.auth)?,
+            auth,
             worker: worker::read(raw.worker)?,
             data_dir,
             variants,

@@ -86,6 +86,12 @@ pub struct RawAuth {
     pub keys: Vec<RawApiKey>,
     #[serde(default)]
     pub protect_status: bool,
+    #[serde(default = "defaults::auth_files")]
+    pub files: String,
+    #[serde(default)]
+    pub url_secret: Option<String>,
+    #[serde(default = "defaults::auth_signed_url_ttl_secs")]
+    pub signed_url_ttl_secs: u64,
 }
 
 /// One `[[auth.keys]]` entry.

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// 403 `FORBIDDEN`: the key lacks the route's scope.
     #[error("This key may not do this: it lacks the {} scope", .0.as_str())]
     Forbidden(Scope),
+    /// 403 `FORBIDDEN` from `/files` with signed links: not signed here, altered or expired.
+    #[error("This link is not signed, or has expired: ask the API for the media again")]
+    LinkNotValid,
     /// 404 `JOB_NOT_FOUND`.
     #[error("Job not found")]
     JobNotFound,
@@ -96,7 +99,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::LinkNotValid => StatusCode::FORBIDDEN,
             ApiError::JobNotFound | ApiError::MediaNotFound | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -131,7 +134,7 @@ impl ApiError {
             ApiError::InvalidLimit => "INVALID_LIMIT",
             ApiError::InvalidCursor => "INVALID_CURSOR",
             ApiError::Unauthorized => "UNAUTHORIZED",
-            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::Forbidden(_) | ApiError::LinkNotValid => "FORBIDDEN",
             ApiError::JobNotFound => "JOB_NOT_FOUND",
             ApiError::MediaNotFound => "MEDIA_NOT_FOUND",
             ApiError::NotFound => "NOT_FOUND",

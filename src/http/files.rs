@@ -5,8 +5,10 @@
 //! store's own files. Anything but an outage of the store is a 404: a client cannot make the
 //! service report itself down.
 
+use std::collections::HashMap;
+
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
@@ -14,12 +16,26 @@ use super::ApiError;
 use crate::storage::{IMMUTABLE, Storage, content_type};
 
 /// Streams one stored object with its type, `nosniff` and a year of immutable caching.
+/// With signed links, only an unaltered, unexpired link is served (403 `FORBIDDEN` for any
+/// other), cached privately and no longer than it lives.
 pub async fn serve(
     State(storage): State<Storage>,
     Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let Some(key) = storage.keys().public_object(&key) else {
         return Err(ApiError::NotFound);
+    };
+    let cache_control = match storage.signer() {
+        None => IMMUTABLE.to_owned(),
+        Some(signer) => {
+            let (expires, signature) = (query.get("expires"), query.get("signature"));
+            let left = expires
+                .zip(signature)
+                .and_then(|(expires, signature)| signer.check(&key, expires, signature))
+                .ok_or(ApiError::LinkNotValid)?;
+            format!("private, max-age={}", left.as_secs())
+        }
     };
     let (size, stream) = match storage.stream(&key).await {
         Ok(found) => found,
@@ -31,7 +47,7 @@ pub async fn serve(
             (header::CONTENT_TYPE, content_type(&key).to_owned()),
             (header::CONTENT_LENGTH, size.to_string()),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-            (header::CACHE_CONTROL, IMMUTABLE.to_owned()),
+            (header::CACHE_CONTROL, cache_control),
         ],
         Body::from_stream(stream),
     )

@@ -47,7 +47,7 @@ use error::ServerErrorDetail;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::catalog::Catalog;
-use crate::config::{AuthConfig, Scope};
+use crate::config::{AuthConfig, FilesAccess, Scope};
 use crate::intake::Intake;
 use crate::storage::Storage;
 
@@ -125,10 +125,18 @@ pub fn api_router(state: AppState) -> Router {
     catch_panics(router.layer(axum::middleware::map_response(log_server_errors)))
 }
 
-/// `/files/{*key}`: stored media and originals, served from local storage; no fallback.
-pub fn files_router(storage: Storage) -> Router {
+/// `/files/{*key}`: stored media and originals, served from local storage; no fallback. With
+/// `[auth] files = "key"` it needs a `read` key; signed links are checked by the handler.
+pub fn files_router(storage: Storage, auth: Option<&AuthConfig>) -> Router {
+    let mut route = get(files::serve);
+    if let Some(auth) = auth.filter(|a| a.files == FilesAccess::Key) {
+        let required = auth::Required::scope(Some(auth), Scope::Read);
+        if let Some(required) = required {
+            route = route.layer(middleware::from_fn_with_state(required, auth::check));
+        }
+    }
     let router = Router::new()
-        .route("/files/{*key}", get(files::serve))
+        .route("/files/{*key}", route)
         .with_state(storage);
     catch_panics(router)
 }

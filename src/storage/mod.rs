@@ -1,9 +1,11 @@
 //! Object storage: staged uploads, variants and originals behind one [`Storage`] value.
 //!
 //! It wraps an `Arc<dyn ObjectStore>` (a local folder, or an S3-compatible bucket), builds keys
-//! in one place (`keys.rs`) and turns keys into public URLs.
+//! in one place (`keys.rs`) and turns keys into public URLs, signed when `[auth] files =
+//! "signed"` (`signed.rs`).
 
 mod keys;
+mod signed;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,8 +24,9 @@ use object_store::{
 use tokio::io::AsyncWriteExt;
 
 pub use keys::{Keys, content_type};
+pub use signed::UrlSigner;
 
-use crate::config::{Config, S3Location, StorageLocation};
+use crate::config::{Config, FilesAccess, S3Location, StorageLocation};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +126,8 @@ pub struct Storage {
     /// The folder of a local store (`None` for a bucket).
     local_root: Option<PathBuf>,
     location: String,
+    /// Signs public URLs, when `/files` serves only signed links.
+    signer: Option<UrlSigner>,
 }
 
 impl Storage {
@@ -160,6 +165,10 @@ impl Storage {
             public_base_url: config.public_base_url(),
             local_root,
             location,
+            signer: config.auth.as_ref().and_then(|auth| match &auth.files {
+                FilesAccess::Signed { secret, ttl } => Some(UrlSigner::new(secret, *ttl)),
+                FilesAccess::Public | FilesAccess::Key => None,
+            }),
         })
     }
 
@@ -191,9 +200,17 @@ impl Storage {
         }
     }
 
-    /// The public URL of a key.
+    /// The public URL of a key; with signed links, valid for their time to live from now.
     pub fn public_url(&self, key: &str) -> String {
-        format!("{}/{key}", self.public_base_url)
+        match &self.signer {
+            Some(signer) => format!("{}/{key}?{}", self.public_base_url, signer.query(key)),
+            None => format!("{}/{key}", self.public_base_url),
+        }
+    }
+
+    /// The signer of `/files` links, when only signed links are served.
+    pub fn signer(&self) -> Option<&UrlSigner> {
+        self.signer.as_ref()
     }
 
     /// Writes a whole object. In a bucket, a public object carries its `Content-Type` and the

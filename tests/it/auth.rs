@@ -161,6 +161,20 @@ async fn a_wrong_auth_table_stops_start_up_with_its_key() {
             ),
             "auth.keys.scopes",
         ),
+        (
+            &auth_config("files = \"signed\"\nurl_secret = \"short\""),
+            "auth.url_secret",
+        ),
+        (&auth_config("files = \"everyone\""), "auth.files"),
+        (
+            &format!(
+                "storage_url = \"s3://bucket\"\n{}",
+                auth_config(&format!(
+                    "files = \"signed\"\nurl_secret = \"{URL_SECRET}\""
+                ))
+            ),
+            "auth.files",
+        ),
     ] {
         let table: toml::Table = toml::from_str(auth).unwrap();
         let error = ximagepipeline::Config::load(None, std::iter::empty(), table)
@@ -168,4 +182,71 @@ async fn a_wrong_auth_table_stops_start_up_with_its_key() {
             .to_string();
         assert!(error.contains(key), "{auth}: {error}");
     }
+}
+
+const URL_SECRET: &str = "a-url-secret-of-at-least-32-characters";
+
+/// Uploads with the writer key, runs the job, and returns the media's `sm` URL as answered.
+async fn stored_variant_url(server: &TestServer) -> String {
+    let (status, _, body) = call(server, Method::POST, UPLOAD, Some(WRITER)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    server.drain().await;
+    let (_, _, list) = call(server, Method::GET, LIST, Some(READER)).await;
+    list["media"][0]["urls"]["sm"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn signed_files_links_work_unaltered_until_they_expire() {
+    let server = TestServer::start_with(&auth_config(&format!(
+        "files = \"signed\"\nurl_secret = \"{URL_SECRET}\"\nsigned_url_ttl_secs = 600"
+    )))
+    .await;
+    let url = stored_variant_url(&server).await;
+    let (plain, query) = url.split_once('?').expect("a signed link");
+    assert!(
+        query.starts_with("expires=") && query.contains("&signature="),
+        "{url}"
+    );
+
+    let answer = server.client.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let cache = answer.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cache.starts_with("private, max-age="), "{cache}");
+
+    let key = &plain[plain.find("/files/").unwrap() + "/files/".len()..];
+    let expired =
+        ximagepipeline::storage::UrlSigner::new(URL_SECRET.as_bytes(), std::time::Duration::ZERO)
+            .query(key);
+    let tampered = query.replace("signature=", "signature=00");
+    for wrong in [
+        plain.to_owned(),
+        format!("{plain}?{tampered}"),
+        format!("{plain}?{expired}"),
+        format!("{}?{query}", plain.replace("/sm.webp", "/xs.webp")),
+    ] {
+        let answer = server.client.get(&wrong).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{wrong}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["code"], "FORBIDDEN");
+    }
+}
+
+#[tokio::test]
+async fn key_protected_files_need_a_read_key() {
+    let server = TestServer::start_with(&auth_config("files = \"key\"")).await;
+    let url = stored_variant_url(&server).await;
+    assert!(!url.contains('?'), "{url}");
+    let answer = server.client.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let answer = server
+        .client
+        .get(&url)
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
 }
