@@ -113,6 +113,8 @@ pub struct ImagePipeline {
     intake: intake::Intake,
     catalog: catalog::Catalog,
     worker: worker::Context,
+    /// The host app's check of each upload's source.
+    upload_hook: Option<Arc<dyn http::hook::UploadHook>>,
 }
 
 /// `router` under the `[cors]` layer, when CORS is on.
@@ -169,6 +171,7 @@ impl ImagePipeline {
             catalog: catalog::Catalog::new(Arc::clone(&jobs), storage.clone()),
             worker: worker::Context::new(&config, jobs, storage, moderation),
             config: Arc::new(config),
+            upload_hook: None,
         }
     }
 
@@ -186,6 +189,15 @@ impl ImagePipeline {
         self
     }
 
+    /// Adds the host app's check of who may upload into a source (its session owning
+    /// `sourceId`, say): the upload route calls it with the request's headers and extensions
+    /// and the form's `sourceType` and `sourceId` before a byte of the file is staged. Those
+    /// fields must then come before the file (400 `FIELDS_AFTER_FILE` otherwise).
+    pub fn with_upload_hook(mut self, hook: Arc<dyn http::hook::UploadHook>) -> ImagePipeline {
+        self.upload_hook = Some(hook);
+        self
+    }
+
     /// The HTTP API under the route prefix, as an axum router to merge into an app: no
     /// fallback, so it merges with the host's own routes (API.md §4b). With local storage,
     /// merge [`ImagePipeline::files_router`] too, or the media URLs have nothing behind them.
@@ -197,6 +209,7 @@ impl ImagePipeline {
             body_pace: http::BodyPace::for_uploads(&self.config.server),
             trusted_proxies: self.config.fairness.trusted_proxies.as_slice().into(),
             auth: self.config.auth.clone().map(Arc::new),
+            upload_hook: self.upload_hook.clone(),
         };
         with_cors(http::api_router(state), &self.config)
     }

@@ -13,6 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::hook::HookRefusal;
 use crate::catalog::CatalogError;
 use crate::config::Scope;
 use crate::intake::SubmitError;
@@ -45,6 +46,16 @@ pub enum ApiError {
     /// 403 `FORBIDDEN` from `/files` with signed links: not signed here, altered or expired.
     #[error("This link is not signed, or has expired: ask the API for the media again")]
     LinkNotValid,
+    /// 400 `FIELDS_AFTER_FILE`: with access control or an upload hook, `sourceType` and
+    /// `sourceId` must come before the file.
+    #[error("sourceType and sourceId must come before the file in the form")]
+    FieldsAfterFile,
+    /// 401 or 403 from the host's upload hook.
+    #[error("{}", match .0 {
+        HookRefusal::Unauthorized => "Sign in to upload",
+        HookRefusal::Forbidden(sentence) => sentence.as_str(),
+    })]
+    Refused(HookRefusal),
     /// 404 `JOB_NOT_FOUND`.
     #[error("Job not found")]
     JobNotFound,
@@ -98,7 +109,11 @@ impl ApiError {
             ApiError::InvalidMultipart(_) | ApiError::InvalidLimit | ApiError::InvalidCursor => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::Refused(HookRefusal::Unauthorized) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Refused(HookRefusal::Forbidden(_)) => StatusCode::FORBIDDEN,
+            ApiError::FieldsAfterFile => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) | ApiError::LinkNotValid => StatusCode::FORBIDDEN,
             ApiError::JobNotFound | ApiError::MediaNotFound | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
@@ -133,7 +148,9 @@ impl ApiError {
             ApiError::InvalidMultipart(_) => "INVALID_MULTIPART",
             ApiError::InvalidLimit => "INVALID_LIMIT",
             ApiError::InvalidCursor => "INVALID_CURSOR",
-            ApiError::Unauthorized => "UNAUTHORIZED",
+            ApiError::Unauthorized | ApiError::Refused(HookRefusal::Unauthorized) => "UNAUTHORIZED",
+            ApiError::Refused(HookRefusal::Forbidden(_)) => "FORBIDDEN",
+            ApiError::FieldsAfterFile => "FIELDS_AFTER_FILE",
             ApiError::Forbidden(_) | ApiError::LinkNotValid => "FORBIDDEN",
             ApiError::JobNotFound => "JOB_NOT_FOUND",
             ApiError::MediaNotFound => "MEDIA_NOT_FOUND",
@@ -181,7 +198,7 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }
-        if matches!(self, ApiError::Unauthorized) {
+        if self.status() == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer realm=\"ximagepipeline\""),

@@ -25,6 +25,7 @@ pub mod client;
 pub mod cors;
 pub mod error;
 pub mod files;
+pub mod hook;
 pub mod media;
 pub mod serve;
 pub mod status;
@@ -69,6 +70,16 @@ pub struct AppState {
     pub trusted_proxies: Arc<[IpAddr]>,
     /// API keys; `None` when the API is open.
     pub auth: Option<Arc<AuthConfig>>,
+    /// The host app's check of each upload's source, if any.
+    pub upload_hook: Option<Arc<dyn hook::UploadHook>>,
+}
+
+impl AppState {
+    /// Whether `token`, `sourceType` and `sourceId` must come before the file: with access
+    /// control or a hook, the upload is judged before its bytes are staged.
+    pub fn fields_first(&self) -> bool {
+        self.auth.is_some() || self.upload_hook.is_some()
+    }
 }
 
 /// What `serve` answers: `routers` merged, and a JSON 404 `NOT_FOUND` for any other path.

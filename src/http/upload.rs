@@ -2,7 +2,8 @@
 //!
 //! Fields may come in any order, so the file is streamed to staging as it arrives (through the
 //! intake's [`Upload`], which checks the size on the way and keeps the first bytes for sniffing)
-//! and judged once the form has ended.
+//! and judged once the form has ended. With access control or an upload hook, `sourceType` and
+//! `sourceId` must come first: the hook judges them before a byte of the file is staged.
 
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
@@ -12,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::body::BodyTimedOut;
+use super::hook::UploadRequest;
 use super::{ApiError, AppState, FORM_OVERHEAD, client};
 use crate::ids::JobId;
-use crate::intake::{Intake, Staged, SubmitError, Upload};
+use crate::intake::{Staged, SubmitError, Upload};
 
 /// Longest accepted text field (`sourceType`, `sourceId`).
 const MAX_FIELD_BYTES: usize = 1024;
@@ -45,7 +47,13 @@ pub async fn upload(
     }
     let mut multipart = multipart.map_err(|_| SubmitError::NoFile)?;
     let mut form = Form::default();
-    if let Err(e) = read_form(intake, &mut multipart, &mut form, declared).await {
+    let request = Request {
+        state: &state,
+        headers: &headers,
+        extensions: &extensions,
+        declared,
+    };
+    if let Err(e) = read_form(&request, &mut multipart, &mut form).await {
         if let Some(staged) = &form.staged {
             intake.discard(staged).await;
         }
@@ -80,12 +88,21 @@ fn accepted(state: &AppState, job_id: &JobId) -> Response {
         .into_response()
 }
 
+/// What reading the form needs of the request.
+struct Request<'a> {
+    state: &'a AppState,
+    headers: &'a HeaderMap,
+    extensions: &'a Extensions,
+    /// The body's declared length.
+    declared: Option<u64>,
+}
+
 async fn read_form(
-    intake: &Intake,
+    request: &Request<'_>,
     multipart: &mut Multipart,
     form: &mut Form,
-    declared: Option<u64>,
 ) -> Result<(), ApiError> {
+    let intake = &request.state.intake;
     let max_bytes = intake.rules().max_file_size;
     while let Some(field) = multipart
         .next_field()
@@ -94,14 +111,39 @@ async fn read_form(
     {
         match field.name() {
             Some("file") if form.staged.is_none() => {
+                if request.state.fields_first() {
+                    judge(request, form).await?;
+                }
                 let filename = field.file_name().map(str::to_owned);
-                let upload = intake.begin_upload(filename, declared)?;
+                let upload = intake.begin_upload(filename, request.declared)?;
                 form.staged = Some(stage(upload, field, max_bytes).await?);
             }
             Some("sourceType") => form.source_type = Some(text(field, max_bytes).await?),
             Some("sourceId") => form.source_id = Some(text(field, max_bytes).await?),
             _ => drain(field, max_bytes).await?,
         }
+    }
+    Ok(())
+}
+
+/// Judges the upload before its file is read: the fields must have come, be valid, and pass
+/// the host's hook.
+async fn judge(request: &Request<'_>, form: &Form) -> Result<(), ApiError> {
+    let (Some(source_type), Some(source_id)) = (&form.source_type, &form.source_id) else {
+        return Err(ApiError::FieldsAfterFile);
+    };
+    request
+        .state
+        .intake
+        .check_fields(Some(source_type), Some(source_id))?;
+    if let Some(hook) = &request.state.upload_hook {
+        let upload = UploadRequest {
+            headers: request.headers,
+            extensions: request.extensions,
+            source_type,
+            source_id,
+        };
+        hook.check(&upload).await.map_err(ApiError::Refused)?;
     }
     Ok(())
 }

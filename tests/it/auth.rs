@@ -250,3 +250,26 @@ async fn key_protected_files_need_a_read_key() {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
 }
+
+/// With access control on, the fields come before the file (API.md §4a), so an upload is
+/// judged before its bytes are read.
+#[tokio::test]
+async fn with_auth_the_fields_come_before_the_file() {
+    let server = TestServer::start_with(&auth_config("")).await;
+    let form = Form::new()
+        .part("file", Part::bytes(png(32, 32)).file_name("a.png"))
+        .text("sourceType", "avatar")
+        .text("sourceId", "u1");
+    let answer = server
+        .client
+        .post(format!("{}{UPLOAD}", server.url))
+        .bearer_auth(WRITER)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "FIELDS_AFTER_FILE");
+    assert_eq!(server.stored_keys().await, Vec::<String>::new());
+}
