@@ -77,6 +77,31 @@ impl PgJobStore {
             listener,
         })
     }
+
+    /// Runs `statement` (RETRY or DEFER: same parameters) to put a claimed job back to
+    /// PENDING, due at `run_at`.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_back(
+        &self,
+        statement: &'static str,
+        id: &JobId,
+        worker: &str,
+        code: JobErrorCode,
+        error: &str,
+        run_at: Millis,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(statement)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(code.as_str())
+            .bind(error)
+            .bind(run_at)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 impl Drop for PgJobStore {
@@ -281,16 +306,8 @@ impl JobStore for PgJobStore {
         run_at: Millis,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(sql::RETRY)
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(code.as_str())
-            .bind(error)
-            .bind(run_at)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.put_back(sql::RETRY, id, worker, code, error, run_at, now)
+            .await
     }
 
     async fn defer(
@@ -302,16 +319,8 @@ impl JobStore for PgJobStore {
         run_at: Millis,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(sql::DEFER)
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(code.as_str())
-            .bind(error)
-            .bind(run_at)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.put_back(sql::DEFER, id, worker, code, error, run_at, now)
+            .await
     }
 
     async fn requeue(&self, id: &JobId, now: Millis) -> Result<Option<Job>, QueueError> {

@@ -98,6 +98,35 @@ impl SqliteJobStore {
     fn wake_workers(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
+
+    /// Runs `statement` (RETRY or DEFER: same parameters) to put a claimed job back to
+    /// PENDING, due at `run_at`.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_back(
+        &self,
+        statement: &'static str,
+        id: &JobId,
+        worker: &str,
+        code: JobErrorCode,
+        error: &str,
+        run_at: Millis,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let done = sqlx::query(statement)
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(code.as_str())
+            .bind(error)
+            .bind(run_at)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        let put_back = done.rows_affected() == 1;
+        if put_back {
+            self.wake_workers();
+        }
+        Ok(put_back)
+    }
 }
 
 #[async_trait]
@@ -288,19 +317,8 @@ impl JobStore for SqliteJobStore {
         run_at: Millis,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(sql::RETRY)
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(code.as_str())
-            .bind(error)
-            .bind(run_at)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 1 {
-            self.wake_workers();
-        }
-        Ok(done.rows_affected() == 1)
+        self.put_back(sql::RETRY, id, worker, code, error, run_at, now)
+            .await
     }
 
     async fn defer(
@@ -312,19 +330,8 @@ impl JobStore for SqliteJobStore {
         run_at: Millis,
         now: Millis,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(sql::DEFER)
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(code.as_str())
-            .bind(error)
-            .bind(run_at)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 1 {
-            self.wake_workers();
-        }
-        Ok(done.rows_affected() == 1)
+        self.put_back(sql::DEFER, id, worker, code, error, run_at, now)
+            .await
     }
 
     async fn requeue(&self, id: &JobId, now: Millis) -> Result<Option<Job>, QueueError> {

@@ -73,29 +73,27 @@ impl StorageError {
     /// answering with a refusal (wrong credentials, no such bucket): the first may pass by
     /// itself, the second needs the operator.
     pub fn is_unreachable(&self) -> bool {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(e) = cause {
-            if e.is::<object_store::client::HttpError>() || e.is::<std::io::Error>() {
-                return true;
-            }
-            cause = e.source();
-        }
-        false
+        self.causes()
+            .any(|e| e.is::<object_store::client::HttpError>() || e.is::<std::io::Error>())
     }
 
     /// Whether the store ran out of space (a full disk or quota on a local store).
     pub fn is_full(&self) -> bool {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(e) = cause {
-            if let Some(io) = e.downcast_ref::<std::io::Error>()
-                && (io.kind() == std::io::ErrorKind::StorageFull
-                    || io.kind() == std::io::ErrorKind::QuotaExceeded)
-            {
-                return true;
-            }
-            cause = e.source();
-        }
-        false
+        self.causes()
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            })
+    }
+
+    /// This error and every cause beneath it, outermost first.
+    fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        std::iter::successors(Some(self as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
     }
 }
 
