@@ -114,6 +114,7 @@ fn new_job(n: usize) -> NewJob {
         file_size: 100,
         max_attempts: 3,
         client: None,
+        token_id: None,
     }
 }
 

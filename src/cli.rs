@@ -1,4 +1,5 @@
-//! The command line: `serve`, `worker` and `process` (spec section 5), one `run_*` each.
+//! The command line: `serve`, `worker` and `process` (spec section 5), `migrate`, `api-key`
+//! and `token`, one `run_*` each.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use toml::Table;
 use ximagepipeline::config::Scope;
 use ximagepipeline::pipeline::{self, sniff::Sniffed};
-use ximagepipeline::{Config, ImagePipeline, http};
+use ximagepipeline::{Config, ImagePipeline, TokenRequest, http};
 
 /// Image-upload pipeline: HTTP API, background workers, and a local batch mode.
 #[derive(Debug, Parser)]
@@ -34,6 +35,30 @@ enum Command {
     /// Make a new API key: prints the key (shown once) and the [[auth.keys]] entry with its
     /// SHA-256 for the configuration.
     ApiKey(ApiKeyArgs),
+    /// Mint an upload token for a browser: prints the token and what it allows, as JSON.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The source type it uploads into.
+    #[arg(long)]
+    source_type: String,
+    /// The source id it uploads into.
+    #[arg(long)]
+    source_id: String,
+    /// Seconds it lives ([auth] token_ttl_secs by default).
+    #[arg(long)]
+    ttl_secs: Option<u64>,
+    /// A size limit in bytes, below max_file_size.
+    #[arg(long)]
+    max_bytes: Option<u64>,
+    /// It uploads once only.
+    #[arg(long)]
+    single_use: bool,
+    /// TOML configuration file (with [auth] token_secret).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +121,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Process(args) => run_process(args),
         Command::Migrate(args) => runtime.block_on(run_migrate(args)),
         Command::ApiKey(args) => run_api_key(args),
+        Command::Token(args) => run_token(args),
     };
     // Whatever still runs past the shutdown bounds (a connection past the grace, the pixel work
     // of a job cut off at the shutdown timeout) is abandoned, not waited for: its job is taken
@@ -180,6 +206,24 @@ async fn run_migrate(args: CommonArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args, None)?;
     ximagepipeline::migrate(&config).await?;
     println!("database is up to date");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let common = CommonArgs {
+        data_dir: None,
+        config: args.config,
+    };
+    let config = load_config(&common, None)?;
+    let request = TokenRequest {
+        source_type: args.source_type,
+        source_id: args.source_id,
+        ttl_secs: args.ttl_secs,
+        max_bytes: args.max_bytes,
+        single_use: args.single_use,
+    };
+    let minted = ximagepipeline::mint_upload_token(&config, &request)?;
+    println!("{}", http::tokens::token_json(&minted));
     Ok(ExitCode::SUCCESS)
 }
 

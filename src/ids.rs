@@ -1,4 +1,4 @@
-//! Ids of jobs and media: the bottom of the house, used by every other module.
+//! Ids of jobs, media and upload tokens: the bottom of the house, used by every other module.
 //!
 //! Both are unguessable (cuid2, about 119 random bits), because a job id is all a client needs
 //! to read its status, and a media id names public objects. Newtypes keep the two apart across
@@ -45,6 +45,10 @@ id_type!(
 id_type!(
     /// A media record's id: `med_` plus a cuid2.
     MediaId, "med_"
+);
+id_type!(
+    /// An upload token's id: `tok_` plus a cuid2. The jobs a token creates record it.
+    TokenId, "tok_"
 );
 
 #[cfg(test)]

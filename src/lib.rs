@@ -52,8 +52,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use catalog::CatalogError;
 pub use config::Config;
-pub use ids::{JobId, MediaId};
+pub use ids::{JobId, MediaId, TokenId};
 pub use intake::SubmitError;
+pub use intake::tokens::{MintedToken, TokenError, TokenRequest, UploadGrant};
 use moderation::{Moderation, ModerationError};
 pub use queue::{Job, JobReport, JobStatus, Media};
 use queue::{JobStore, QueueError};
@@ -103,6 +104,18 @@ pub async fn migrate(config: &Config) -> Result<(), Error> {
     database.migrate_on_start = true;
     queue::connect(&database).await?;
     Ok(())
+}
+
+/// A new upload token from `config` alone, without opening the stores: what
+/// `ximagepipeline token` runs. See [`ImagePipeline::mint_upload_token`].
+///
+/// # Errors
+/// As [`ImagePipeline::mint_upload_token`].
+pub fn mint_upload_token(
+    config: &Config,
+    request: &TokenRequest,
+) -> Result<MintedToken, TokenError> {
+    intake::UploadRules::from_config(config).mint_token(request)
 }
 
 /// The service: it composes the intake (uploads), the catalogue (status and media) and the
@@ -268,6 +281,18 @@ impl ImagePipeline {
         self.intake
             .submit(bytes.into(), source_type, source_id)
             .await
+    }
+
+    /// A new upload token, for the app's backend to hand a browser: it uploads into
+    /// `request`'s source only, until it expires (`[auth] token_ttl_secs` unless the request
+    /// says), within its size limit and, if single-use, once. The upload route takes it as
+    /// `Authorization: Bearer <token>` or as a `token` field before the file.
+    ///
+    /// # Errors
+    /// `Off` without `[auth] token_secret`; `Fields`, `Ttl` or `MaxBytes` for a request that
+    /// cannot be granted.
+    pub fn mint_upload_token(&self, request: &TokenRequest) -> Result<MintedToken, TokenError> {
+        self.intake.mint_token(request)
     }
 
     /// A job and its media; `None` for an unknown id.

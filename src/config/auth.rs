@@ -64,6 +64,19 @@ pub enum FilesAccess {
     },
 }
 
+/// The longest an upload token may live: long enough for a slow upload form, short enough that
+/// a leaked token is soon worthless.
+pub const MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Upload tokens (`[auth] token_secret`): the backend mints them for browsers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadTokens {
+    /// The signing secret.
+    pub secret: Vec<u8>,
+    /// How long a token lives unless its request says otherwise.
+    pub ttl: std::time::Duration,
+}
+
 /// Access control, when `[auth]` is present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -74,6 +87,8 @@ pub struct AuthConfig {
     pub protect_status: bool,
     /// Who may fetch `/files`.
     pub files: FilesAccess,
+    /// Upload tokens, when a secret is configured.
+    pub tokens: Option<UploadTokens>,
 }
 
 /// Reads `[auth]`; `None` when absent.
@@ -146,9 +161,32 @@ pub(super) fn read(raw: Option<RawAuth>) -> Result<Option<AuthConfig>, ConfigErr
             ));
         }
     };
+    let tokens = match raw.token_secret {
+        None => None,
+        Some(secret) => {
+            if secret.len() < 32 {
+                return Err(invalid(
+                    "auth.token_secret",
+                    "must be at least 32 characters (openssl rand -hex 32)",
+                ));
+            }
+            let max = MAX_TOKEN_TTL.as_secs();
+            if raw.token_ttl_secs == 0 || raw.token_ttl_secs > max {
+                return Err(invalid(
+                    "auth.token_ttl_secs",
+                    format!("must be from 1 to {max}"),
+                ));
+            }
+            Some(UploadTokens {
+                secret: secret.into_bytes(),
+                ttl: std::time::Duration::from_secs(raw.token_ttl_secs),
+            })
+        }
+    };
     Ok(Some(AuthConfig {
         keys,
         protect_status: raw.protect_status,
         files,
+        tokens,
     }))
 }

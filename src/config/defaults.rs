@@ -187,3 +187,8 @@ pub fn auth_files() -> String {
 pub fn auth_signed_url_ttl_secs() -> u64 {
     3600
 }
+
+/// `[auth] token_ttl_secs`: an upload token lives ten minutes, room for a slow form.
+pub fn auth_token_ttl_secs() -> u64 {
+    600
+}

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use auth::{ApiKey, AuthConfig, FilesAccess, Scope};
+pub use auth::{ApiKey, AuthConfig, FilesAccess, MAX_TOKEN_TTL, Scope, UploadTokens};
 pub use backends::{DatabaseConfig, DatabaseKind, S3Location, StorageLocation};
 pub use cors::CorsConfig;
 pub use fairness::FairnessConfig;

@@ -92,6 +92,10 @@ pub struct RawAuth {
     pub url_secret: Option<String>,
     #[serde(default = "defaults::auth_signed_url_ttl_secs")]
     pub signed_url_ttl_secs: u64,
+    #[serde(default)]
+    pub token_secret: Option<String>,
+    #[serde(default = "defaults::auth_token_ttl_secs")]
+    pub token_ttl_secs: u64,
 }
 
 /// One `[[auth.keys]]` entry.

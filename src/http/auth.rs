@@ -1,11 +1,16 @@
-//! API keys on the routes (`[auth]`): each route names the scope it needs, and a request is
-//! let through only with `Authorization: Bearer <key>` of a key that has it. Checked before
-//! the handler runs, so a refused upload has not sent a byte to storage.
+//! API keys and upload tokens on the routes (`[auth]`): each route names the scope a key needs
+//! and whether an upload token may stand in for one. Checked before the handler runs, so a
+//! refused upload has not sent a byte to storage.
+//!
+//! A request that passes carries its [`Credential`] in its extensions: the upload handler
+//! holds a token to its source, the status handler to its jobs. The upload route also lets a
+//! request without `Authorization` through, to find a `token` field before the file.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -13,38 +18,95 @@ use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::config::{ApiKey, AuthConfig, Scope};
+use crate::intake::Intake;
+use crate::intake::tokens::{TOKEN_PREFIX, UploadGrant};
 
-/// What a route's guard holds: the keys, and the scope the route needs.
+/// What let a request through its route's guard.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An API key with the route's scope.
+    Key,
+    /// An upload token, which the handler holds to its source or its jobs.
+    Token(UploadGrant),
+}
+
+/// What an upload token may stand in for a key on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// The upload route: a live token, as a Bearer credential or a `token` form field.
+    Upload,
+    /// The status route: a token up to its grace after expiry, as a Bearer credential or a
+    /// `?token=` query parameter (a browser's `EventSource` sends no headers).
+    Status,
+}
+
+/// What a route's guard holds: the keys, the scope the route needs, and whether upload tokens
+/// (read by the intake) may stand in for a key.
 #[derive(Clone)]
 pub struct Required {
     keys: Arc<[ApiKey]>,
-    scope: Scope,
+    /// A key needs one of these; the first is the one a refusal names.
+    scopes: &'static [Scope],
+    tokens: Option<(Intake, TokenUse)>,
 }
 
 impl Required {
-    /// The guard of a route that needs `scope`, or `None` when access control is off.
-    pub fn scope(auth: Option<&AuthConfig>, scope: Scope) -> Option<Required> {
+    /// The guard of a route that needs one of `scopes`, or `None` when access control is off.
+    pub fn any_of(auth: Option<&AuthConfig>, scopes: &'static [Scope]) -> Option<Required> {
         auth.map(|auth| Required {
             keys: auth.keys.as_slice().into(),
-            scope,
+            scopes,
+            tokens: None,
         })
+    }
+
+    /// The same guard, also taking the upload tokens `intake` reads, for `usage`.
+    pub fn or_token(mut self, intake: Intake, usage: TokenUse) -> Required {
+        self.tokens = Some((intake, usage));
+        self
     }
 }
 
-/// The middleware: 401 `UNAUTHORIZED` without a known key, 403 `FORBIDDEN` for a key without
-/// the scope, else the route.
+/// The middleware: 401 `UNAUTHORIZED` without a known key or a valid token, 403 `FORBIDDEN`
+/// for a key without the scope, else the route, with the [`Credential`] in the extensions.
 pub async fn check(State(required): State<Required>, request: Request, next: Next) -> Response {
-    let Some(key) = bearer(&request) else {
-        return ApiError::Unauthorized.into_response();
+    let (mut parts, body) = request.into_parts();
+    let credential = match presented(&parts, required.tokens.as_ref().map(|t| t.1)) {
+        None if required
+            .tokens
+            .as_ref()
+            .is_some_and(|t| t.1 == TokenUse::Upload) =>
+        {
+            None
+        }
+        None => return ApiError::Unauthorized.into_response(),
+        Some(token) if token.starts_with(TOKEN_PREFIX) && required.tokens.is_some() => {
+            let (intake, usage) = required.tokens.as_ref().expect("checked above");
+            let read = match usage {
+                TokenUse::Upload => intake.live_token(&token),
+                TokenUse::Status => intake.status_token(&token),
+            };
+            match read {
+                Ok(grant) => Some(Credential::Token(grant)),
+                Err(e) => return ApiError::Token(e).into_response(),
+            }
+        }
+        Some(key) => {
+            let Some(found) = find(&required.keys, &key) else {
+                return ApiError::Unauthorized.into_response();
+            };
+            if !required.scopes.iter().any(|s| found.scopes.contains(s)) {
+                let scope = required.scopes[0];
+                tracing::info!(key = %found.name, scope = scope.as_str(), "key lacks the scope");
+                return ApiError::Forbidden(scope).into_response();
+            }
+            Some(Credential::Key)
+        }
     };
-    let Some(found) = find(&required.keys, key) else {
-        return ApiError::Unauthorized.into_response();
-    };
-    if !found.scopes.contains(&required.scope) {
-        tracing::info!(key = %found.name, scope = required.scope.as_str(), "key lacks the scope");
-        return ApiError::Forbidden(required.scope).into_response();
+    if let Some(credential) = credential {
+        parts.extensions.insert(credential);
     }
-    next.run(request).await
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// A new API key (`xip_` and 64 hexadecimal digits: 256 random bits) and the SHA-256 that
@@ -60,14 +122,27 @@ pub fn new_api_key() -> Result<(String, String), getrandom::Error> {
     Ok((key, digest))
 }
 
-/// The credential after `Bearer ` (the scheme in any case), if any.
-fn bearer(request: &Request) -> Option<&str> {
-    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credential) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| credential.trim())
-        .filter(|c| !c.is_empty())
+/// The credential after `Bearer ` (the scheme in any case), or for the status route the
+/// `token` query parameter.
+fn presented(parts: &Parts, usage: Option<TokenUse>) -> Option<String> {
+    let bearer = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok()?.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credential)| credential.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    bearer.or_else(|| {
+        #[derive(serde::Deserialize)]
+        struct TokenQuery {
+            token: Option<String>,
+        }
+        if usage != Some(TokenUse::Status) {
+            return None;
+        }
+        let Query(query) = Query::<TokenQuery>::try_from_uri(&parts.uri).ok()?;
+        query.token.filter(|t| !t.is_empty())
+    })
 }
 
 /// The configured key whose digest is the presented key's. Every digest is compared in

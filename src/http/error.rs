@@ -17,6 +17,7 @@ use super::hook::HookRefusal;
 use crate::catalog::CatalogError;
 use crate::config::Scope;
 use crate::intake::SubmitError;
+use crate::intake::tokens::TokenError;
 use crate::queue::QueueError;
 use crate::storage::StorageError;
 
@@ -37,9 +38,17 @@ pub enum ApiError {
     /// 400 `INVALID_CURSOR`: a media page's `cursor` is not one this service gave out.
     #[error("Invalid cursor: pass the nextCursor of the previous page")]
     InvalidCursor,
+    /// 400 `INVALID_TOKEN_REQUEST`: the token request's body is not the JSON it should be.
+    #[error("Invalid token request: {0}")]
+    InvalidTokenRequest(String),
     /// 401 `UNAUTHORIZED` (with `WWW-Authenticate`): no API key, or not one configured.
     #[error("An API key is required: send Authorization: Bearer <key>")]
     Unauthorized,
+    /// 401 `UNAUTHORIZED` from the upload route: neither a key nor an upload token came.
+    #[error(
+        "An API key or upload token is required: send Authorization: Bearer <key or token>, or a token field before the file"
+    )]
+    NoUploadCredential,
     /// 403 `FORBIDDEN`: the key lacks the route's scope.
     #[error("This key may not do this: it lacks the {} scope", .0.as_str())]
     Forbidden(Scope),
@@ -50,6 +59,11 @@ pub enum ApiError {
     /// `sourceId` must come before the file.
     #[error("sourceType and sourceId must come before the file in the form")]
     FieldsAfterFile,
+    /// An upload token refused, or a token request that cannot be granted: 401 `UNAUTHORIZED`
+    /// (not valid, expired, spent), 403 `FORBIDDEN` (another source or job), 400
+    /// `INVALID_TOKEN_REQUEST`, a field's own code, or 503 `QUEUE_UNAVAILABLE`.
+    #[error(transparent)]
+    Token(TokenError),
     /// 401 or 403 from the host's upload hook.
     #[error("{}", match .0 {
         HookRefusal::Unauthorized => "Sign in to upload",
@@ -91,27 +105,25 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Submit(e) => match e {
-                SubmitError::NoFile
-                | SubmitError::MissingFields
-                | SubmitError::UnknownSourceType(_)
-                | SubmitError::InvalidSourceId => StatusCode::BAD_REQUEST,
-                SubmitError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                SubmitError::TypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                SubmitError::Unreadable(_)
-                | SubmitError::TooManyPixels(_)
-                | SubmitError::OverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                SubmitError::Storage(_) | SubmitError::Queue(_) | SubmitError::Busy { .. } => {
-                    StatusCode::SERVICE_UNAVAILABLE
+            ApiError::Token(e) => match e {
+                TokenError::Fields(e) => ApiError::submit_status(e),
+                TokenError::Off | TokenError::Ttl { .. } | TokenError::MaxBytes { .. } => {
+                    StatusCode::BAD_REQUEST
                 }
-                SubmitError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
+                TokenError::Invalid | TokenError::Expired | TokenError::Spent => {
+                    StatusCode::UNAUTHORIZED
+                }
+                TokenError::OtherSource | TokenError::OtherJob => StatusCode::FORBIDDEN,
+                TokenError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
-            ApiError::InvalidMultipart(_) | ApiError::InvalidLimit | ApiError::InvalidCursor => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::Unauthorized | ApiError::Refused(HookRefusal::Unauthorized) => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::Submit(e) => ApiError::submit_status(e),
+            ApiError::InvalidMultipart(_)
+            | ApiError::InvalidLimit
+            | ApiError::InvalidCursor
+            | ApiError::InvalidTokenRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized
+            | ApiError::NoUploadCredential
+            | ApiError::Refused(HookRefusal::Unauthorized) => StatusCode::UNAUTHORIZED,
             ApiError::Refused(HookRefusal::Forbidden(_)) => StatusCode::FORBIDDEN,
             ApiError::FieldsAfterFile => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) | ApiError::LinkNotValid => StatusCode::FORBIDDEN,
@@ -129,26 +141,23 @@ impl ApiError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::Submit(e) => match e {
-                SubmitError::NoFile => "NO_FILE",
-                SubmitError::MissingFields => "MISSING_FIELDS",
-                SubmitError::UnknownSourceType(_) => "UNKNOWN_SOURCE_TYPE",
-                SubmitError::InvalidSourceId => "INVALID_SOURCE_ID",
-                SubmitError::FileTooLarge { .. } => "FILE_TOO_LARGE",
-                SubmitError::TypeNotAllowed { .. } => "TYPE_NOT_ALLOWED",
-                SubmitError::Unreadable(_) => "UNREADABLE_IMAGE",
-                SubmitError::TooManyPixels(_) => "TOO_MANY_PIXELS",
-                SubmitError::OverBudget(_) => "OVER_BUDGET",
-                SubmitError::Storage(e) if e.is_full() => "STORAGE_FULL",
-                SubmitError::Storage(_) => "STORAGE_UNAVAILABLE",
-                SubmitError::Queue(_) => "QUEUE_UNAVAILABLE",
-                SubmitError::Busy { .. } => "BUSY",
-                SubmitError::TooManyPending { .. } => "TOO_MANY_PENDING",
+            ApiError::Submit(e) => ApiError::submit_code(e),
+            ApiError::Token(e) => match e {
+                TokenError::Fields(e) => ApiError::submit_code(e),
+                TokenError::Off | TokenError::Ttl { .. } | TokenError::MaxBytes { .. } => {
+                    "INVALID_TOKEN_REQUEST"
+                }
+                TokenError::Invalid | TokenError::Expired | TokenError::Spent => "UNAUTHORIZED",
+                TokenError::OtherSource | TokenError::OtherJob => "FORBIDDEN",
+                TokenError::Queue(_) => "QUEUE_UNAVAILABLE",
             },
             ApiError::InvalidMultipart(_) => "INVALID_MULTIPART",
             ApiError::InvalidLimit => "INVALID_LIMIT",
             ApiError::InvalidCursor => "INVALID_CURSOR",
-            ApiError::Unauthorized | ApiError::Refused(HookRefusal::Unauthorized) => "UNAUTHORIZED",
+            ApiError::InvalidTokenRequest(_) => "INVALID_TOKEN_REQUEST",
+            ApiError::Unauthorized
+            | ApiError::NoUploadCredential
+            | ApiError::Refused(HookRefusal::Unauthorized) => "UNAUTHORIZED",
             ApiError::Refused(HookRefusal::Forbidden(_)) => "FORBIDDEN",
             ApiError::FieldsAfterFile => "FIELDS_AFTER_FILE",
             ApiError::Forbidden(_) | ApiError::LinkNotValid => "FORBIDDEN",
@@ -159,6 +168,45 @@ impl ApiError {
             ApiError::QueueUnavailable(_) => "QUEUE_UNAVAILABLE",
             ApiError::BodyTimedOut => "REQUEST_TIMEOUT",
             ApiError::Internal => "INTERNAL",
+        }
+    }
+
+    /// The status of an upload refusal, also when a token request repeats it.
+    fn submit_status(e: &SubmitError) -> StatusCode {
+        match e {
+            SubmitError::NoFile
+            | SubmitError::MissingFields
+            | SubmitError::UnknownSourceType(_)
+            | SubmitError::InvalidSourceId => StatusCode::BAD_REQUEST,
+            SubmitError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SubmitError::TypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            SubmitError::Unreadable(_)
+            | SubmitError::TooManyPixels(_)
+            | SubmitError::OverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SubmitError::Storage(_) | SubmitError::Queue(_) | SubmitError::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            SubmitError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// The code of an upload refusal.
+    fn submit_code(e: &SubmitError) -> &'static str {
+        match e {
+            SubmitError::NoFile => "NO_FILE",
+            SubmitError::MissingFields => "MISSING_FIELDS",
+            SubmitError::UnknownSourceType(_) => "UNKNOWN_SOURCE_TYPE",
+            SubmitError::InvalidSourceId => "INVALID_SOURCE_ID",
+            SubmitError::FileTooLarge { .. } => "FILE_TOO_LARGE",
+            SubmitError::TypeNotAllowed { .. } => "TYPE_NOT_ALLOWED",
+            SubmitError::Unreadable(_) => "UNREADABLE_IMAGE",
+            SubmitError::TooManyPixels(_) => "TOO_MANY_PIXELS",
+            SubmitError::OverBudget(_) => "OVER_BUDGET",
+            SubmitError::Storage(e) if e.is_full() => "STORAGE_FULL",
+            SubmitError::Storage(_) => "STORAGE_UNAVAILABLE",
+            SubmitError::Queue(_) => "QUEUE_UNAVAILABLE",
+            SubmitError::Busy { .. } => "BUSY",
+            SubmitError::TooManyPending { .. } => "TOO_MANY_PENDING",
         }
     }
 
@@ -180,9 +228,9 @@ impl ApiError {
             ApiError::Submit(SubmitError::Storage(e)) | ApiError::StorageUnavailable(e) => {
                 Some(e.to_string())
             }
-            ApiError::Submit(SubmitError::Queue(e)) | ApiError::QueueUnavailable(e) => {
-                Some(e.to_string())
-            }
+            ApiError::Submit(SubmitError::Queue(e))
+            | ApiError::QueueUnavailable(e)
+            | ApiError::Token(TokenError::Queue(e)) => Some(e.to_string()),
             _ => None,
         }
     }

@@ -7,10 +7,12 @@
 //! | GET | `{prefix}/media?sourceType=&sourceId=[&limit=&cursor=]` | [`media::list`] |
 //! | GET | `{prefix}/media/{mediaId}` | [`media::get`] |
 //! | DELETE | `{prefix}/media/{mediaId}` | [`media::delete`] |
+//! | POST | `{prefix}/tokens` (with `[auth]`) | [`tokens::mint`] |
 //! | GET | `/files/{*key}` (local storage only) | [`files::serve`] |
 //!
 //! With `[auth]`, each route but the status (unless `protect_status`) and `/files` needs an
-//! API key with its scope ([`auth`]).
+//! API key with its scope ([`auth`]); an upload token stands in for one on the upload and
+//! status routes.
 //!
 //! Handlers see an [`AppState`]: the intake (uploads) and the catalogue (status, media), never
 //! the whole service; `/files` sees only the storage.
@@ -29,6 +31,7 @@ pub mod hook;
 pub mod media;
 pub mod serve;
 pub mod status;
+pub mod tokens;
 pub mod upload;
 
 use std::any::Any;
@@ -103,12 +106,20 @@ pub fn api_router(state: AppState) -> Router {
     let body_limit = (state.intake.rules().max_file_size + FORM_OVERHEAD) as usize;
     let pace = state.body_pace;
     let auth = state.auth.clone();
-    let guard = |route: MethodRouter<AppState>, scope: Scope| match auth::Required::scope(
-        auth.as_deref(),
-        scope,
-    ) {
-        Some(required) => route.layer(middleware::from_fn_with_state(required, auth::check)),
-        None => route,
+    let intake = state.intake.clone();
+    let guard = |route: MethodRouter<AppState>,
+                 scopes: &'static [Scope],
+                 tokens: Option<auth::TokenUse>| {
+        match auth::Required::any_of(auth.as_deref(), scopes) {
+            Some(required) => {
+                let required = match tokens {
+                    Some(usage) => required.or_token(intake.clone(), usage),
+                    None => required,
+                };
+                route.layer(middleware::from_fn_with_state(required, auth::check))
+            }
+            None => route,
+        }
     };
     let protect_status = auth.as_ref().is_some_and(|a| a.protect_status);
     let upload = post(upload::upload)
@@ -117,22 +128,39 @@ pub fn api_router(state: AppState) -> Router {
             body::paced(pace, request)
         }));
     let status = if protect_status {
-        guard(get(status::status), Scope::Read)
+        guard(
+            get(status::status),
+            &[Scope::Read],
+            Some(auth::TokenUse::Status),
+        )
     } else {
         get(status::status)
     };
-    let router = Router::new()
-        .route(&format!("{prefix}/upload"), guard(upload, Scope::Upload))
+    let mut router = Router::new()
+        .route(
+            &format!("{prefix}/upload"),
+            guard(upload, &[Scope::Upload], Some(auth::TokenUse::Upload)),
+        )
         .route(&format!("{prefix}/status/{{job_id}}"), status)
         .route(
             &format!("{prefix}/media"),
-            guard(get(media::list), Scope::Read),
+            guard(get(media::list), &[Scope::Read], None),
         )
         .route(
             &format!("{prefix}/media/{{media_id}}"),
-            guard(get(media::get), Scope::Read).merge(guard(delete(media::delete), Scope::Delete)),
-        )
-        .with_state(state);
+            guard(get(media::get), &[Scope::Read], None).merge(guard(
+                delete(media::delete),
+                &[Scope::Delete],
+                None,
+            )),
+        );
+    if auth.is_some() {
+        router = router.route(
+            &format!("{prefix}/tokens"),
+            guard(post(tokens::mint), &[Scope::Upload, Scope::Admin], None),
+        );
+    }
+    let router = router.with_state(state);
     catch_panics(router.layer(axum::middleware::map_response(log_server_errors)))
 }
 
@@ -141,7 +169,7 @@ pub fn api_router(state: AppState) -> Router {
 pub fn files_router(storage: Storage, auth: Option<&AuthConfig>) -> Router {
     let mut route = get(files::serve);
     if let Some(auth) = auth.filter(|a| a.files == FilesAccess::Key) {
-        let required = auth::Required::scope(Some(auth), Scope::Read);
+        let required = auth::Required::any_of(Some(auth), &[Scope::Read]);
         if let Some(required) = required {
             route = route.layer(middleware::from_fn_with_state(required, auth::check));
         }

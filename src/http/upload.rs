@@ -2,8 +2,9 @@
 //!
 //! Fields may come in any order, so the file is streamed to staging as it arrives (through the
 //! intake's [`Upload`], which checks the size on the way and keeps the first bytes for sniffing)
-//! and judged once the form has ended. With access control or an upload hook, `sourceType` and
-//! `sourceId` must come first: the hook judges them before a byte of the file is staged.
+//! and judged once the form has ended. With access control or an upload hook, `token`,
+//! `sourceType` and `sourceId` must come first: the upload is judged (credential, token's
+//! source, hook, a single-use token spent) before a byte of the file is staged.
 
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
@@ -12,11 +13,13 @@ use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::auth::Credential;
 use super::body::BodyTimedOut;
 use super::hook::UploadRequest;
 use super::{ApiError, AppState, FORM_OVERHEAD, client};
 use crate::ids::JobId;
-use crate::intake::{Staged, SubmitError, Upload};
+use crate::intake::tokens::{TokenError, UploadGrant};
+use crate::intake::{Staged, SubmitError, Upload, Uploader};
 
 /// Longest accepted text field (`sourceType`, `sourceId`).
 const MAX_FIELD_BYTES: usize = 1024;
@@ -27,6 +30,9 @@ struct Form {
     staged: Option<Staged>,
     source_type: Option<String>,
     source_id: Option<String>,
+    /// The upload token the upload came with (as `Authorization` or as the `token` field, for
+    /// a browser form), recorded on its job.
+    grant: Option<UploadGrant>,
 }
 
 /// Accepts an upload: 202 with `jobId`, `message`, `statusUrl` and a `Location` header.
@@ -62,12 +68,16 @@ pub async fn upload(
     let Some(staged) = form.staged else {
         return Err(SubmitError::NoFile.into());
     };
+    let uploader = Uploader {
+        client: client.as_deref(),
+        token: form.grant.as_ref().map(|g| &g.id),
+    };
     let job_id = intake
         .enqueue(
             staged,
             form.source_type.as_deref(),
             form.source_id.as_deref(),
-            client.as_deref(),
+            uploader,
         )
         .await?;
     Ok(accepted(&state, &job_id))
@@ -97,6 +107,19 @@ struct Request<'a> {
     declared: Option<u64>,
 }
 
+impl Request<'_> {
+    /// What the guard let the request through with (nothing when access control is off).
+    fn credential(&self) -> Option<&Credential> {
+        self.extensions.get::<Credential>()
+    }
+
+    /// Whether access control is on and the guard saw no credential: the form must bring a
+    /// `token` before anything else.
+    fn anonymous(&self) -> bool {
+        self.state.auth.is_some() && self.credential().is_none()
+    }
+}
+
 async fn read_form(
     request: &Request<'_>,
     multipart: &mut Multipart,
@@ -112,30 +135,54 @@ async fn read_form(
         match field.name() {
             Some("file") if form.staged.is_none() => {
                 if request.state.fields_first() {
-                    judge(request, form).await?;
+                    form.grant = judge(request, form).await?;
                 }
                 let filename = field.file_name().map(str::to_owned);
-                let upload = intake.begin_upload(filename, request.declared)?;
+                let limit = form.grant.as_ref().and_then(|g| g.max_bytes);
+                let upload = intake.begin_upload(filename, request.declared, limit)?;
                 form.staged = Some(stage(upload, field, max_bytes).await?);
             }
             Some("sourceType") => form.source_type = Some(text(field, max_bytes).await?),
             Some("sourceId") => form.source_id = Some(text(field, max_bytes).await?),
+            Some("token") => {
+                let token = text(field, max_bytes).await?;
+                if request.anonymous() && form.grant.is_none() {
+                    form.grant = Some(intake.live_token(&token).map_err(ApiError::Token)?);
+                }
+            }
+            // Without a credential, nothing but the fields that may bring one is read.
+            _ if request.anonymous() && form.grant.is_none() => {
+                return Err(ApiError::NoUploadCredential);
+            }
             _ => drain(field, max_bytes).await?,
         }
     }
     Ok(())
 }
 
-/// Judges the upload before its file is read: the fields must have come, be valid, and pass
-/// the host's hook.
-async fn judge(request: &Request<'_>, form: &Form) -> Result<(), ApiError> {
+/// Judges the upload before its file is read: with access control, a key or an upload token
+/// must have come; the fields must have come and be valid; a token must be for this source;
+/// the host's hook must pass it; a single-use token is then spent. Returns the token's grant.
+async fn judge(request: &Request<'_>, form: &Form) -> Result<Option<UploadGrant>, ApiError> {
+    let intake = &request.state.intake;
+    let grant = match request.credential() {
+        Some(Credential::Token(grant)) => Some(grant.clone()),
+        Some(Credential::Key) => None,
+        None if request.anonymous() => {
+            Some(form.grant.clone().ok_or(ApiError::NoUploadCredential)?)
+        }
+        None => None,
+    };
     let (Some(source_type), Some(source_id)) = (&form.source_type, &form.source_id) else {
         return Err(ApiError::FieldsAfterFile);
     };
-    request
-        .state
-        .intake
-        .check_fields(Some(source_type), Some(source_id))?;
+    intake.check_fields(Some(source_type), Some(source_id))?;
+    if grant
+        .as_ref()
+        .is_some_and(|g| !g.allows(source_type, source_id))
+    {
+        return Err(ApiError::Token(TokenError::OtherSource));
+    }
     if let Some(hook) = &request.state.upload_hook {
         let upload = UploadRequest {
             headers: request.headers,
@@ -145,7 +192,10 @@ async fn judge(request: &Request<'_>, form: &Form) -> Result<(), ApiError> {
         };
         hook.check(&upload).await.map_err(ApiError::Refused)?;
     }
-    Ok(())
+    if let Some(grant) = &grant {
+        intake.spend_token(grant).await.map_err(ApiError::Token)?;
+    }
+    Ok(grant)
 }
 
 /// Streams the file part into `upload`; on any error the partial object is dropped.

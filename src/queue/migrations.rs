@@ -31,6 +31,11 @@ const SQLITE: &[File] = &[
         "media pages",
         include_str!("../../migrations/sqlite/0004_media_pages.sql"),
     ),
+    (
+        5,
+        "upload tokens",
+        include_str!("../../migrations/sqlite/0005_upload_tokens.sql"),
+    ),
 ];
 
 const POSTGRES: &[File] = &[
@@ -53,6 +58,11 @@ const POSTGRES: &[File] = &[
         4,
         "media pages",
         include_str!("../../migrations/postgres/0004_media_pages.sql"),
+    ),
+    (
+        5,
+        "upload tokens",
+        include_str!("../../migrations/postgres/0005_upload_tokens.sql"),
     ),
 ];
 

@@ -29,7 +29,7 @@ pub use postgres::PgJobStore;
 pub use sqlite::SqliteJobStore;
 
 use crate::config::{DatabaseConfig, DatabaseKind};
-use crate::ids::{JobId, MediaId};
+use crate::ids::{JobId, MediaId, TokenId};
 
 /// Opens the store `config.url` names (SQLite or PostgreSQL), migrated and ready; the folder of
 /// an embedded database is created first.
@@ -202,6 +202,8 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// Who uploaded it (an IP address), when known; counted by [`PendingCaps::per_client`].
     pub client: Option<String>,
+    /// The upload token it came with, if any: that token may read its status.
+    pub token_id: Option<TokenId>,
 }
 
 /// How many pending jobs (PENDING or PROCESSING) one source and one client may have before
@@ -294,6 +296,8 @@ pub struct Job {
     /// Whether the staged upload is kept although the job is FAILED (its reason may pass), so
     /// [`JobStore::requeue`] can run it again.
     pub upload_kept: bool,
+    /// The upload token it came with, if any.
+    pub token_id: Option<TokenId>,
 }
 
 impl Job {
@@ -331,6 +335,7 @@ impl Job {
             updated_at: 0,
             outage_since: None,
             upload_kept: false,
+            token_id: None,
         }
     }
 }
@@ -642,11 +647,15 @@ pub trait JobStore: Send + Sync + 'static {
     /// Deletes a media record; `false` when it did not exist.
     async fn delete_media(&self, id: &MediaId) -> Result<bool, QueueError>;
 
-    /// Housekeeping of the store itself, run by the maintenance loop every sweep interval
-    /// (SQLite checkpoints and truncates its write-ahead log).
-    async fn tidy(&self) -> Result<(), QueueError> {
-        Ok(())
-    }
+    /// Records that single-use upload token `id`, valid until `expires_at`, has been used:
+    /// `false` (and nothing written) when it had been before. One statement, so two uploads
+    /// racing with one token cannot both pass.
+    async fn spend_token(&self, id: &TokenId, expires_at: Millis) -> Result<bool, QueueError>;
+
+    /// Housekeeping of the store itself, run by the maintenance loop every sweep interval:
+    /// forgets spent tokens past their expiry (and SQLite checkpoints and truncates its
+    /// write-ahead log).
+    async fn tidy(&self, now: Millis) -> Result<(), QueueError>;
 
     /// A receiver whose value changes whenever a job may have become claimable.
     fn wake_ups(&self) -> watch::Receiver<u64>;

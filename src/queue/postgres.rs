@@ -19,7 +19,7 @@ use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
     Failed, Job, JobErrorCode, JobId, JobStore, Media, MediaCursor, MediaId, Millis, NewJob,
-    PendingCaps, QueueError, acquire_within, prepare_schema,
+    PendingCaps, QueueError, TokenId, acquire_within, prepare_schema,
 };
 use crate::config::DatabaseConfig;
 
@@ -151,6 +151,7 @@ impl JobStore for PgJobStore {
             .bind(&job.client)
             .bind(caps.per_source())
             .bind(caps.per_client())
+            .bind(job.token_id.as_ref().map(TokenId::as_str))
             .execute(&mut *acquire_within(&self.pool, self.request_patience).await?)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -393,6 +394,23 @@ impl JobStore for PgJobStore {
             .execute(&mut *acquire_within(&self.pool, self.request_patience).await?)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn spend_token(&self, id: &TokenId, expires_at: Millis) -> Result<bool, QueueError> {
+        let done = sqlx::query(sql::SPEND_TOKEN)
+            .bind(id.as_str())
+            .bind(expires_at)
+            .execute(&mut *acquire_within(&self.pool, self.request_patience).await?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn tidy(&self, now: Millis) -> Result<(), QueueError> {
+        sqlx::query(sql::FORGET_SPENT_TOKENS)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     fn wake_ups(&self) -> watch::Receiver<u64> {

@@ -7,7 +7,9 @@
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
-use super::{Job, JobErrorCode, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant};
+use super::{
+    Job, JobErrorCode, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant, TokenId,
+};
 
 /// A `jobs` row.
 pub(super) struct JobRow {
@@ -35,6 +37,7 @@ pub(super) struct JobRow {
     updated_at: i64,
     outage_since: Option<i64>,
     upload_kept: bool,
+    token_id: Option<String>,
 }
 
 impl<'r, R> FromRow<'r, R> for JobRow
@@ -72,6 +75,7 @@ where
             updated_at: row.try_get("updated_at")?,
             outage_since: row.try_get("outage_since")?,
             upload_kept: row.try_get("upload_kept")?,
+            token_id: row.try_get("token_id")?,
         })
     }
 }
@@ -113,6 +117,7 @@ impl TryFrom<JobRow> for Job {
             updated_at: row.updated_at,
             outage_since: row.outage_since,
             upload_kept: row.upload_kept,
+            token_id: row.token_id.map(TokenId::from_string),
         })
     }
 }

@@ -24,7 +24,7 @@ use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
     Failed, Job, JobErrorCode, JobId, JobStore, Media, MediaCursor, MediaId, Millis, NewJob,
-    PendingCaps, QueueError, acquire_within, prepare_schema,
+    PendingCaps, QueueError, TokenId, acquire_within, prepare_schema,
 };
 use crate::config::DatabaseConfig;
 
@@ -150,6 +150,7 @@ impl JobStore for SqliteJobStore {
             .bind(&job.client)
             .bind(caps.per_source())
             .bind(caps.per_client())
+            .bind(job.token_id.as_ref().map(TokenId::as_str))
             .execute(&mut *acquire_within(&self.writer, self.request_patience).await?)
             .await?;
         let inserted = done.rows_affected() == 1;
@@ -415,7 +416,20 @@ impl JobStore for SqliteJobStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn tidy(&self) -> Result<(), QueueError> {
+    async fn spend_token(&self, id: &TokenId, expires_at: Millis) -> Result<bool, QueueError> {
+        let done = sqlx::query(sql::SPEND_TOKEN)
+            .bind(id.as_str())
+            .bind(expires_at)
+            .execute(&mut *acquire_within(&self.writer, self.request_patience).await?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn tidy(&self, now: Millis) -> Result<(), QueueError> {
+        sqlx::query(sql::FORGET_SPENT_TOKENS)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
         // TRUNCATE waits for readers to leave the WAL (they are short), then empties the file;
         // it holds the writing connection meanwhile, so no writer races it.
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -19,8 +19,8 @@
 pub(super) const INSERT_JOB: &str = "
     INSERT INTO jobs (id, status, source_type, source_id, staging_key, original_filename,
                       mime_type, file_size, max_attempts, run_at, created_at, updated_at,
-                      client)
-    SELECT $1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10
+                      client, token_id)
+    SELECT $1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $13
     WHERE (SELECT count(*) FROM jobs
            WHERE source_type = $2 AND source_id = $3
              AND status IN ('PENDING', 'PROCESSING')) < $11
@@ -135,3 +135,12 @@ pub(super) const LIST_MEDIA: &str = "
 
 /// Deletes the media record with id $1.
 pub(super) const DELETE_MEDIA: &str = "DELETE FROM media WHERE id = $1";
+
+/// Spends single-use token $1, valid until $2: inserts nothing (and so affects no row) when it
+/// was spent before.
+pub(super) const SPEND_TOKEN: &str = "
+    INSERT INTO spent_tokens (id, expires_at) VALUES ($1, $2)
+    ON CONFLICT (id) DO NOTHING";
+
+/// Forgets spent tokens that expired before $1: they are refused as expired anyway.
+pub(super) const FORGET_SPENT_TOKENS: &str = "DELETE FROM spent_tokens WHERE expires_at < $1";

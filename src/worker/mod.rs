@@ -179,7 +179,7 @@ async fn maintain(context: Context, shutdown: CancellationToken) {
             _ = rescue.tick() => rescue::stale_claims(&context, &mut database).await,
             _ = sweep.tick() => {
                 rescue::orphaned_staging(&context).await;
-                if let Err(e) = context.jobs.tidy().await {
+                if let Err(e) = context.jobs.tidy(now_ms()).await {
                     tracing::warn!(error = %e, "could not tidy the job store");
                 }
             }

@@ -320,3 +320,55 @@ async fn api_key_makes_a_key_the_server_accepts() {
         text(&wrong.stderr)
     );
 }
+
+/// `token` mints an upload token from the configuration alone; the server with that
+/// configuration takes it for its source, and a request that cannot be granted fails clearly.
+#[tokio::test]
+async fn token_mints_an_upload_token_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auth.toml");
+    let auth = "[auth]\ntoken_secret = \"a-token-secret-of-at-least-32-characters\"\n\
+                [[auth.keys]]\nname = \"app\"\nscopes = [\"read\"]\n\
+                sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    std::fs::write(&config, auth).unwrap();
+    let config = config.display().to_string();
+    let args = [
+        "token",
+        "--config",
+        &config,
+        "--source-type",
+        "avatar",
+        "--source-id",
+        "user-1",
+        "--single-use",
+    ];
+    let made = run(&args).await;
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let minted: Value = serde_json::from_str(text(&made.stdout).trim()).unwrap();
+    assert_eq!(minted["singleUse"], true);
+    let token = minted["token"].as_str().unwrap();
+
+    let server = crate::common::TestServer::start_with(auth).await;
+    let form = || {
+        reqwest::multipart::Form::new()
+            .text("token", token.to_owned())
+            .text("sourceType", "avatar")
+            .text("sourceId", "user-1")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(crate::common::png(8, 8)).file_name("a.png"),
+            )
+    };
+    let (status, body) = server.post_form(form()).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let (status, _) = server.post_form(form()).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "single use");
+
+    let wrong = run(&[&args[..4], &["nope", "--source-id", "u"]].concat()).await;
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong.stderr).contains("Unknown sourceType"),
+        "{}",
+        text(&wrong.stderr)
+    );
+}

@@ -335,6 +335,7 @@ impl TestServer {
             file_size: size,
             max_attempts: 3,
             client: None,
+            token_id: None,
         };
         self.admin.jobs().insert(job, now_ms()).await.unwrap();
         id

@@ -23,5 +23,6 @@ mod processes;
 mod queue;
 mod scale_out;
 mod status;
+mod tokens;
 mod upload;
 mod worker;

@@ -124,6 +124,7 @@ async fn recorded_media(server: &TestServer, source_id: &str, n: usize) -> Vec<S
             file_size: 1,
             max_attempts: 3,
             client: None,
+            token_id: None,
         };
         jobs.insert(job, now_ms()).await.unwrap();
         let claimed = jobs.claim("w", now_ms()).await.unwrap().unwrap();

@@ -13,7 +13,7 @@ use ximagepipeline::queue::{
     Failed, Job, JobErrorCode, JobStatus, JobStore, Media, MediaCursor, Millis, NewJob,
     PendingCaps, PgJobStore, SqliteJobStore, StoredVariant,
 };
-use ximagepipeline::{JobId, MediaId};
+use ximagepipeline::{JobId, MediaId, TokenId};
 
 use crate::backends::PgSchema;
 
@@ -34,6 +34,7 @@ fn new_job(source_id: &str, max_attempts: u32) -> NewJob {
         file_size: 1234,
         max_attempts,
         client: None,
+        token_id: None,
     }
 }
 
@@ -930,6 +931,40 @@ pub async fn defer_gives_attempts_back_and_requeue_reruns_kept_uploads(store: &d
     assert!(store.requeue(&id, 13_000).await.unwrap().is_none());
 }
 
+/// A single-use token is spent once; after its expiry the tidy step forgets it. A job records
+/// the token it came with.
+pub async fn tokens_are_spent_once_and_forgotten_after_expiry(store: &dyn JobStore) {
+    let token = TokenId::generate();
+    assert!(store.spend_token(&token, 5_000).await.unwrap());
+    assert!(!store.spend_token(&token, 5_000).await.unwrap(), "spent");
+    assert!(
+        store
+            .spend_token(&TokenId::generate(), 5_000)
+            .await
+            .unwrap()
+    );
+    store.tidy(5_000).await.unwrap();
+    assert!(
+        !store.spend_token(&token, 5_000).await.unwrap(),
+        "kept until it expires"
+    );
+    store.tidy(5_001).await.unwrap();
+    assert!(
+        store.spend_token(&token, 9_000).await.unwrap(),
+        "forgotten once expired"
+    );
+
+    let job = NewJob {
+        token_id: Some(token.clone()),
+        ..new_job("a", 1)
+    };
+    let id = job.id.clone();
+    store.insert(job, 1_000).await.unwrap();
+    assert_eq!(get(store, &id).await.token_id, Some(token));
+    let id = insert(store, "a", 1, 1_000).await;
+    assert_eq!(get(store, &id).await.token_id, None);
+}
+
 conformance!(
     [sqlite => open_sqlite, postgres => open_postgres],
     [
@@ -948,6 +983,7 @@ conformance!(
         delete_media_once,
         insert_wakes_workers,
         retry_and_rescue_wake_workers,
+        tokens_are_spent_once_and_forgotten_after_expiry,
     ]
 );
 

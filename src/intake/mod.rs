@@ -5,6 +5,10 @@
 //! staging through an [`Upload`] (fields may come in any order), then calls [`Intake::enqueue`];
 //! the library's `submit` stages bytes it already holds. Either way the checks run in the
 //! contract's order and any refusal deletes the staging object before it is reported.
+//!
+//! [`tokens`] grants uploads into one source to a browser that holds no API key.
+
+pub mod tokens;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,10 +18,11 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
-use crate::ids::JobId;
+use crate::ids::{JobId, TokenId};
 use crate::pipeline::{self, Limits, PipelineError, sniff::Sniffed};
 use crate::queue::{JobStore, NewJob, PendingCaps, QueueError, now_ms};
 use crate::storage::{ObjectWriter, Storage, StorageError};
+use tokens::{MintedToken, TokenError, TokenRequest, TokenSigner, UploadGrant};
 
 /// How many leading bytes of an upload are kept in memory for sniffing and the header probe.
 pub const HEAD_BYTES: usize = 64 * 1024;
@@ -49,10 +54,10 @@ pub enum SubmitError {
     /// The source id does not match `^[A-Za-z0-9][A-Za-z0-9._-]{{0,127}}$`.
     #[error("Invalid sourceId")]
     InvalidSourceId,
-    /// The upload is over `max_file_size`.
-    #[error("File too large. Maximum size: {}MB", .max_bytes / 1_048_576)]
+    /// The upload is over `max_file_size` (or its upload token's smaller limit).
+    #[error("File too large. Maximum size: {}", size_text(*.max_bytes))]
     FileTooLarge {
-        /// The configured limit.
+        /// The limit it is over.
         max_bytes: u64,
     },
     /// The sniffed type is not in `allowed_mime_types`.
@@ -118,6 +123,8 @@ pub struct UploadRules {
     pub memory_budget: u64,
     /// Pending jobs one source and one client may have.
     pub pending_caps: PendingCaps,
+    /// Signs and reads upload tokens, when `[auth] token_secret` is set.
+    pub tokens: Option<TokenSigner>,
 }
 
 impl UploadRules {
@@ -134,8 +141,56 @@ impl UploadRules {
                 source: config.fairness.max_pending_per_source,
                 client: config.fairness.max_pending_per_client,
             },
+            tokens: config
+                .auth
+                .as_ref()
+                .and_then(|auth| auth.tokens.as_ref())
+                .map(|t| TokenSigner::new(&t.secret, t.ttl)),
         }
     }
+
+    /// A new upload token for `request`, valid from now.
+    ///
+    /// # Errors
+    /// `Off` without `[auth] token_secret`; `Fields`, `Ttl` or `MaxBytes` for a request that
+    /// cannot be granted.
+    pub fn mint_token(&self, request: &TokenRequest) -> Result<MintedToken, TokenError> {
+        let signer = self.tokens.as_ref().ok_or(TokenError::Off)?;
+        signer.mint(request, self, unix_now())
+    }
+
+    /// Checks the form fields, in the contract's order.
+    ///
+    /// # Errors
+    /// `MissingFields`, `UnknownSourceType` or `InvalidSourceId`.
+    pub fn check_fields(
+        &self,
+        source_type: Option<&str>,
+        source_id: Option<&str>,
+    ) -> Result<(), SubmitError> {
+        let (Some(source_type), Some(source_id)) = (source_type, source_id) else {
+            return Err(SubmitError::MissingFields);
+        };
+        if source_type.is_empty() || source_id.is_empty() {
+            return Err(SubmitError::MissingFields);
+        }
+        if !self.source_types.contains(source_type) {
+            return Err(SubmitError::UnknownSourceType(source_type.to_owned()));
+        }
+        if !is_valid_source_id(source_id) {
+            return Err(SubmitError::InvalidSourceId);
+        }
+        Ok(())
+    }
+}
+
+/// Who an upload came from, as far as the intake records it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Uploader<'a> {
+    /// The client's address, when known: counted by the per-client cap.
+    pub client: Option<&'a str>,
+    /// The upload token it came with, if any: that token may read the job's status.
+    pub token: Option<&'a TokenId>,
 }
 
 /// Accepts uploads: stages them, checks them, queues their jobs. Cheap to clone.
@@ -251,24 +306,77 @@ impl Intake {
         source_type: Option<&str>,
         source_id: Option<&str>,
     ) -> Result<(), SubmitError> {
-        let (Some(source_type), Some(source_id)) = (source_type, source_id) else {
-            return Err(SubmitError::MissingFields);
-        };
-        if source_type.is_empty() || source_id.is_empty() {
-            return Err(SubmitError::MissingFields);
+        self.rules.check_fields(source_type, source_id)
+    }
+
+    /// A new upload token for `request`, valid from now.
+    ///
+    /// # Errors
+    /// `Off` without `[auth] token_secret`; `Fields`, `Ttl` or `MaxBytes` for a request that
+    /// cannot be granted.
+    pub fn mint_token(&self, request: &TokenRequest) -> Result<MintedToken, TokenError> {
+        self.rules.mint_token(request)
+    }
+
+    /// The grant of `token`, if it is live: signed here, unaltered, not expired (a spent
+    /// single-use token is only found out by [`Intake::spend_token`]).
+    ///
+    /// # Errors
+    /// `Invalid` or `Expired`.
+    pub fn live_token(&self, token: &str) -> Result<UploadGrant, TokenError> {
+        let grant = self.read_token(token)?;
+        if grant.is_live(unix_now()) {
+            Ok(grant)
+        } else {
+            Err(TokenError::Expired)
         }
-        if !self.rules.source_types.contains(source_type) {
-            return Err(SubmitError::UnknownSourceType(source_type.to_owned()));
+    }
+
+    /// The grant of `token` for reading its jobs' status: signed here, unaltered, and at most
+    /// [`tokens::STATUS_GRACE`] past its expiry.
+    ///
+    /// # Errors
+    /// `Invalid` or `Expired`.
+    pub fn status_token(&self, token: &str) -> Result<UploadGrant, TokenError> {
+        let grant = self.read_token(token)?;
+        if grant.reads_status(unix_now()) {
+            Ok(grant)
+        } else {
+            Err(TokenError::Expired)
         }
-        if !is_valid_source_id(source_id) {
-            return Err(SubmitError::InvalidSourceId);
+    }
+
+    /// Without a secret no token is valid.
+    fn read_token(&self, token: &str) -> Result<UploadGrant, TokenError> {
+        self.rules
+            .tokens
+            .as_ref()
+            .ok_or(TokenError::Invalid)?
+            .read(token)
+    }
+
+    /// Records the use of a single-use grant (other grants pass): `Spent` when it was used
+    /// before. Runs before the file is staged, so a token is spent by the upload that tried it,
+    /// whatever became of that upload.
+    ///
+    /// # Errors
+    /// `Spent`; `Queue` when the database fails.
+    pub async fn spend_token(&self, grant: &UploadGrant) -> Result<(), TokenError> {
+        if !grant.single_use {
+            return Ok(());
         }
-        Ok(())
+        let expires_ms = i64::try_from(grant.expires_at.saturating_mul(1000)).unwrap_or(i64::MAX);
+        match self.jobs.spend_token(&grant.id, expires_ms).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TokenError::Spent),
+            Err(e) => Err(TokenError::Queue(e)),
+        }
     }
 
     /// Starts streaming a file into a new staging object. Each upload in flight holds its head
     /// and one write buffer, taken from the uploads' memory budget; `at_most` (the request's
     /// declared length, when there is one) lets a small upload take only what it can fill.
+    /// `max_bytes` (an upload token's) lowers `max_file_size` for this upload.
     ///
     /// # Errors
     /// `Busy` when the budget is spent, `Storage` when the store cannot take a write.
@@ -276,6 +384,7 @@ impl Intake {
         &self,
         filename: Option<String>,
         at_most: Option<u64>,
+        max_bytes: Option<u64>,
     ) -> Result<Upload, SubmitError> {
         let at_most = usize::try_from(at_most.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
         let cost = kib(HEAD_BYTES.min(at_most) + self.storage.write_buffer_bytes().min(at_most));
@@ -291,7 +400,9 @@ impl Intake {
             writer,
             job_id,
             key,
-            max_bytes: self.rules.max_file_size,
+            max_bytes: max_bytes.map_or(self.rules.max_file_size, |max| {
+                max.min(self.rules.max_file_size)
+            }),
             size: 0,
             head: Vec::new(),
             filename,
@@ -311,8 +422,13 @@ impl Intake {
     ) -> Result<JobId, SubmitError> {
         self.check_fields(Some(source_type), Some(source_id))?;
         let staged = self.stage_bytes(bytes).await?;
-        self.enqueue(staged, Some(source_type), Some(source_id), None)
-            .await
+        self.enqueue(
+            staged,
+            Some(source_type),
+            Some(source_id),
+            Uploader::default(),
+        )
+        .await
     }
 
     /// Writes bytes the caller already holds to staging.
@@ -346,8 +462,8 @@ impl Intake {
         }
     }
 
-    /// Checks a staged upload and inserts its job, recording `client` (an address, when known)
-    /// for the per-client cap; on any refusal the staging object is deleted.
+    /// Checks a staged upload and inserts its job, recording its `uploader`; on any refusal
+    /// the staging object is deleted.
     ///
     /// # Errors
     /// Any [`SubmitError`] but `FileTooLarge`, in the contract's order; `TooManyPending` last,
@@ -357,10 +473,10 @@ impl Intake {
         staged: Staged,
         source_type: Option<&str>,
         source_id: Option<&str>,
-        client: Option<&str>,
+        uploader: Uploader<'_>,
     ) -> Result<JobId, SubmitError> {
         let result = self
-            .checked_insert(&staged, source_type, source_id, client)
+            .checked_insert(&staged, source_type, source_id, uploader)
             .await;
         if result.is_err() {
             self.discard(&staged).await;
@@ -373,7 +489,7 @@ impl Intake {
         staged: &Staged,
         source_type: Option<&str>,
         source_id: Option<&str>,
-        client: Option<&str>,
+        uploader: Uploader<'_>,
     ) -> Result<(), SubmitError> {
         self.check_fields(source_type, source_id)?;
         if staged.size == 0 {
@@ -400,7 +516,8 @@ impl Intake {
             mime_type: mime.to_owned(),
             file_size: staged.size as i64,
             max_attempts: self.rules.max_attempts,
-            client: client.map(str::to_owned),
+            client: uploader.client.map(str::to_owned),
+            token_id: uploader.token.cloned(),
         };
         let inserted = self
             .jobs
@@ -450,6 +567,23 @@ impl Intake {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A size limit as the contract writes it: whole MB (`maxFileSize / 1048576`), or KB below
+/// one MB (an upload token's limit may be that small).
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1_048_576 {
+        format!("{}MB", bytes / 1_048_576)
+    } else {
+        format!("{}KB", bytes.div_ceil(1024))
+    }
+}
+
+/// Seconds since the Unix epoch: the clock of token expiries.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// `bytes` in KiB, rounded up: the unit of the memory budget.
