@@ -115,6 +115,7 @@ fn new_job(n: usize) -> NewJob {
         max_attempts: 3,
         client: None,
         token_id: None,
+        request_id: None,
     }
 }
 

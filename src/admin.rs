@@ -81,6 +81,12 @@ impl Admin {
     pub async fn sweep_staging(&self) {
         rescue::orphaned_staging(&self.worker).await;
     }
+
+    /// Removes ended jobs past `[worker] job_retention_days` (what the pool does every sweep
+    /// interval).
+    pub async fn forget_old_jobs(&self) {
+        worker::forget_old_jobs(&self.worker).await;
+    }
 }
 
 /// Why [`Admin::requeue`] did not put a job back.

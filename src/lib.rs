@@ -38,6 +38,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod intake;
+pub mod metrics;
 pub mod moderation;
 pub mod pipeline;
 pub mod queue;
@@ -128,6 +129,8 @@ pub struct ImagePipeline {
     worker: worker::Context,
     /// The host app's check of each upload's source.
     upload_hook: Option<Arc<dyn http::hook::UploadHook>>,
+    /// Every metric of this process, rendered by [`ImagePipeline::ops_router`].
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// `router` under the `[cors]` layer, when CORS is on.
@@ -179,12 +182,14 @@ impl ImagePipeline {
         moderation: Option<Moderation>,
     ) -> ImagePipeline {
         let rules = intake::UploadRules::from_config(&config);
+        let metrics = Arc::new(metrics::Metrics::new());
         ImagePipeline {
             intake: intake::Intake::new(Arc::clone(&jobs), storage.clone(), rules),
             catalog: catalog::Catalog::new(Arc::clone(&jobs), storage.clone()),
-            worker: worker::Context::new(&config, jobs, storage, moderation),
+            worker: worker::Context::new(&config, jobs, storage, moderation, Arc::clone(&metrics)),
             config: Arc::new(config),
             upload_hook: None,
+            metrics,
         }
     }
 
@@ -223,6 +228,7 @@ impl ImagePipeline {
             trusted_proxies: self.config.fairness.trusted_proxies.as_slice().into(),
             auth: self.config.auth.clone().map(Arc::new),
             upload_hook: self.upload_hook.clone(),
+            metrics: Arc::clone(&self.metrics),
         };
         with_cors(http::api_router(state), &self.config)
     }
@@ -234,7 +240,11 @@ impl ImagePipeline {
         if self.worker.storage.is_local() {
             let storage = self.worker.storage.clone();
             with_cors(
-                http::files_router(storage, self.config.auth.as_ref()),
+                http::files_router(
+                    storage,
+                    self.config.auth.as_ref(),
+                    Arc::clone(&self.metrics),
+                ),
                 &self.config,
             )
         } else {
@@ -242,7 +252,20 @@ impl ImagePipeline {
         }
     }
 
-    /// Serves [`ImagePipeline::router`] and [`ImagePipeline::files_router`] on `listener`
+    /// `/healthz` (the process answers), `/readyz` (database, storage and this process's
+    /// workers can do their work; 503 naming what cannot) and `/metrics` (Prometheus text):
+    /// never behind access control, no fallback.
+    pub fn ops_router(&self) -> axum::Router {
+        let state = http::ops::OpsState::new(
+            Arc::clone(&self.worker.jobs),
+            self.worker.storage.clone(),
+            Arc::clone(&self.metrics),
+        );
+        http::ops::ops_router(state)
+    }
+
+    /// Serves [`ImagePipeline::router`], [`ImagePipeline::files_router`] and
+    /// [`ImagePipeline::ops_router`] on `listener`
     /// within the `[server]` bounds until `shutdown` completes, then lets requests in flight
     /// finish (what `ximagepipeline serve` runs).
     ///
@@ -253,7 +276,7 @@ impl ImagePipeline {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let app = http::app([self.router(), self.files_router()]);
+        let app = http::app([self.router(), self.files_router(), self.ops_router()]);
         http::serve::serve(listener, app, &self.config.server, shutdown).await
     }
 

@@ -1,4 +1,4 @@
-//! The `ximagepipeline` binary: parse the command line, set up logging, run, pick the exit code.
+//! The `ximagepipeline` binary: parse the command line, run, pick the exit code.
 
 mod cli;
 
@@ -8,14 +8,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Logging starts once the command knows its configuration (`log_format`).
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

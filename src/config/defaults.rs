@@ -11,8 +11,12 @@ pub const DEFAULTS: &str = r#"
 listen = "127.0.0.1:3000"
 data_dir = "./data"
 route_prefix = "/image-pipeline"
+# Log lines as "text" (for people) or "json" (one object per line, for a log store).
+log_format = "text"
 max_file_size = 52428800
-allowed_mime_types = ["image/jpeg", "image/png", "image/webp", "image/gif"]
+# The contract's types; a build without the `heif` feature leaves out AVIF and HEIC (and says so
+# at start-up). TIFF is supported but opt-in.
+allowed_mime_types = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/avif", "image/heic"]
 max_pixels = 100000000
 max_side = 20000
 # The work budget: 512 MiB decoded (a 100-megapixel 8-bit RGBA image is 381 MiB). A job peaks
@@ -120,6 +124,9 @@ staging_grace_secs = 3600
 staging_sweep_secs = 60
 shutdown_timeout_secs = 60
 job_timeout_secs = 120.0
+# Ended jobs (COMPLETE, REJECTED, FAILED) are removed this long after they ended; their media
+# stay until deleted. 0 keeps them for ever.
+job_retention_days = 30
 
 [database]
 max_connections = 10

@@ -35,7 +35,7 @@ pub use server::ServerConfig;
 use sources::Layers;
 pub use sources::Origin;
 use toml::Table;
-pub use uploads::SUPPORTED_MIME_TYPES;
+pub use uploads::{MISSING_FORMATS, SUPPORTED_MIME_TYPES};
 pub use worker::WorkerConfig;
 
 use crate::pipeline::{Limits, OutputSpec, VariantSpec};
@@ -82,6 +82,25 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line, for a log store.
+    Json,
+}
+
+impl LogFormat {
+    fn parse(word: &str) -> Result<LogFormat, ConfigError> {
+        match word {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(invalid("log_format", format!("is {other:?}: text or json"))),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,6 +110,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Prefix of the API routes, e.g. `/image-pipeline`.
     pub route_prefix: String,
+    /// How the binary writes its log lines.
+    pub log_format: LogFormat,
     /// Largest accepted upload, in bytes.
     pub max_file_size: u64,
     /// MIME types (sniffed from bytes) that uploads may have, aliases written as the sniffed
@@ -139,6 +160,31 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: Table,
     ) -> Result<Config, ConfigError> {
+        let layers = Config::layers(file, env, flags)?;
+        Config::from_raw(layers.read()?).map_err(|e| layers.locate(e))
+    }
+
+    /// The configuration [`Config::load`] would give, as every key's value (secrets masked)
+    /// and the source that set it: what `ximagepipeline config` prints.
+    ///
+    /// # Errors
+    /// As [`Config::load`]: an invalid configuration is not explained but refused.
+    pub fn explain(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Table,
+    ) -> Result<Vec<(String, String, Origin)>, ConfigError> {
+        let layers = Config::layers(file, env, flags)?;
+        Config::from_raw(layers.read()?).map_err(|e| layers.locate(e))?;
+        Ok(layers.effective())
+    }
+
+    /// Defaults, then `file`, then `XIP_*` variables, then `flags`, merged.
+    fn layers(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Table,
+    ) -> Result<Layers, ConfigError> {
         let mut layers = Layers::default();
         let mut add_toml = |text: &str, origin: Origin| match sources::parse_toml(text) {
             Ok(table) => layers.add(table, origin),
@@ -156,7 +202,7 @@ impl Config {
             layers.add(table, origin)?;
         }
         layers.add(flags, Origin::Flags)?;
-        Config::from_raw(layers.read()?).map_err(|e| layers.locate(e))
+        Ok(layers)
     }
 
     /// The defaults alone, with `data_dir` set: the embedded set-up, for tests and embedding.
@@ -194,6 +240,7 @@ impl Config {
         Ok(Config {
             listen: server::listen(&raw.listen)?,
             route_prefix: server::route_prefix(raw.route_prefix)?,
+            log_format: LogFormat::parse(&raw.log_format)?,
             public_base_url: server::public_base_url(raw.public_base_url)?,
             max_file_size: uploads::max_file_size(raw.max_file_size)?,
             allowed_mime_types: uploads::allowed_mime_types(raw.allowed_mime_types)?,

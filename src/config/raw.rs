@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub listen: String,
     pub data_dir: String,
     pub route_prefix: String,
+    pub log_format: String,
     pub max_file_size: u64,
     pub allowed_mime_types: Vec<String>,
     pub max_pixels: u64,
@@ -144,6 +145,7 @@ pub struct RawWorker {
     pub staging_sweep_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub job_timeout_secs: f64,
+    pub job_retention_days: u64,
 }
 
 /// The `[database]` table: the pool and how migrations run.

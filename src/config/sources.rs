@@ -112,6 +112,24 @@ impl Layers {
         })
     }
 
+    /// Every leaf of the merged sources as `key = value` text with the source that set it,
+    /// in key order; secrets (`*secret`, `*_token`, `*password*` keys, and a URL's password) are
+    /// masked.
+    pub fn effective(&self) -> Vec<(String, String, Origin)> {
+        let mut out = Vec::new();
+        leaves(&self.table, &mut Vec::new(), &mut |path| {
+            let mut value = Value::Table(self.table.clone());
+            for key in path {
+                value = value.get(key).cloned().unwrap_or(Value::Boolean(false));
+            }
+            let key = path.join(".");
+            let shown = masked(&key, &value);
+            let origin = self.origin_of(path).cloned().unwrap_or(Origin::Defaults);
+            out.push((key, shown, origin));
+        });
+        out
+    }
+
     /// Gives an error of validation (which knows the key, not its source) its source.
     pub fn locate(&self, error: ConfigError) -> ConfigError {
         match error {
@@ -188,6 +206,32 @@ fn leaves(table: &Table, path: &mut Vec<String>, f: &mut impl FnMut(&[String])) 
     }
 }
 
+/// `value` as TOML text, or `"***"` for a secret; a URL keeps all but its password.
+fn masked(key: &str, value: &Value) -> String {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let secret = last.ends_with("secret")
+        || last.ends_with("secret_access_key")
+        || last.ends_with("_token")
+        || last.contains("password");
+    if secret {
+        return "\"***\"".to_owned();
+    }
+    match value.as_str() {
+        Some(text) if text.contains("://") && text.contains('@') => {
+            let (scheme, rest) = text.split_once("://").expect("checked");
+            let (credentials, host) = rest.rsplit_once('@').expect("checked");
+            let user = credentials.split(':').next().unwrap_or_default();
+            let hidden = if credentials.contains(':') {
+                ":***"
+            } else {
+                ""
+            };
+            format!("\"{scheme}://{user}{hidden}@{host}\"")
+        }
+        _ => value.to_string(),
+    }
+}
+
 /// Merges `over` into `base`: tables merge key by key, anything else is replaced.
 fn merge(base: &mut Table, over: Table) {
     for (key, value) in over {
@@ -203,6 +247,27 @@ fn merge(base: &mut Table, over: Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_masked_and_urls_keep_all_but_the_password() {
+        let text = |v: &str| Value::String(v.to_owned());
+        assert_eq!(masked("auth.token_secret", &text("abc")), "\"***\"");
+        assert_eq!(masked("s3.secret_access_key", &text("abc")), "\"***\"");
+        assert_eq!(masked("s3.session_token", &text("abc")), "\"***\"");
+        assert_eq!(
+            masked("auth.token_ttl_secs", &Value::Integer(600)),
+            "600",
+            "not a secret"
+        );
+        assert_eq!(
+            masked("database_url", &text("postgres://app:hunter2@db:5432/x")),
+            "\"postgres://app:***@db:5432/x\""
+        );
+        assert_eq!(
+            masked("database_url", &text("sqlite://./data/x.db")),
+            "\"sqlite://./data/x.db\""
+        );
+    }
 
     fn layers(sources: &[(&str, Origin)]) -> Layers {
         let mut layers = Layers::default();

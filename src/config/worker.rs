@@ -32,6 +32,8 @@ pub struct WorkerConfig {
     pub shutdown_timeout: Duration,
     /// Longest time the pixel work of one job may take before it ends FAILED.
     pub job_timeout: Duration,
+    /// How long ended jobs are kept; `None` keeps them for ever.
+    pub job_retention: Option<Duration>,
 }
 
 /// Checks the `[worker]` table: a claim must outlive its heartbeat, and the polls never spin
@@ -78,5 +80,7 @@ pub fn read(w: RawWorker) -> Result<WorkerConfig, ConfigError> {
         staging_sweep_interval: secs(w.staging_sweep_secs.max(1)),
         shutdown_timeout: secs(w.shutdown_timeout_secs),
         job_timeout: Duration::from_secs_f64(w.job_timeout_secs),
+        job_retention: (w.job_retention_days > 0)
+            .then(|| secs(w.job_retention_days.saturating_mul(86_400))),
     })
 }

@@ -9,6 +9,7 @@
 //! | DELETE | `{prefix}/media/{mediaId}` | [`media::delete`] |
 //! | POST | `{prefix}/tokens` (with `[auth]`) | [`tokens::mint`] |
 //! | GET | `/files/{*key}` (local storage only) | [`files::serve`] |
+//! | GET | `/healthz`, `/readyz`, `/metrics` | [`ops`] |
 //!
 //! With `[auth]`, each route but the status (unless `protect_status`) and `/files` needs an
 //! API key with its scope ([`auth`]); an upload token stands in for one on the upload and
@@ -17,8 +18,10 @@
 //! Handlers see an [`AppState`]: the intake (uploads) and the catalogue (status, media), never
 //! the whole service; `/files` sees only the storage.
 //!
-//! Routers (API.md §4b): [`api_router`] and [`files_router`] each stand alone, with no
-//! fallback, so a host app can mount, protect or leave out each; [`app`] merges them with the
+//! Every route is observed ([`observe`]): a request id, a span, its count and latency.
+//!
+//! Routers (API.md §4b): [`api_router`], [`files_router`] and [`ops::ops_router`] each stand
+//! alone, with no fallback, so a host app can mount, protect or leave out each; [`app`] merges them with the
 //! JSON 404 fallback for `serve`.
 
 pub mod auth;
@@ -29,6 +32,8 @@ pub mod error;
 pub mod files;
 pub mod hook;
 pub mod media;
+pub mod observe;
+pub mod ops;
 pub mod serve;
 pub mod status;
 pub mod tokens;
@@ -53,6 +58,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::catalog::Catalog;
 use crate::config::{AuthConfig, FilesAccess, Scope};
 use crate::intake::Intake;
+use crate::metrics::Metrics;
 use crate::storage::Storage;
 
 /// Room for the form's other fields and part headers on top of `max_file_size`.
@@ -75,6 +81,8 @@ pub struct AppState {
     pub auth: Option<Arc<AuthConfig>>,
     /// The host app's check of each upload's source, if any.
     pub upload_hook: Option<Arc<dyn hook::UploadHook>>,
+    /// Where requests and accepted bytes are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -160,13 +168,14 @@ pub fn api_router(state: AppState) -> Router {
             guard(post(tokens::mint), &[Scope::Upload, Scope::Admin], None),
         );
     }
-    let router = router.with_state(state);
+    let observed = middleware::from_fn_with_state(Arc::clone(&state.metrics), observe::observe);
+    let router = router.route_layer(observed).with_state(state);
     catch_panics(router.layer(axum::middleware::map_response(log_server_errors)))
 }
 
 /// `/files/{*key}`: stored media and originals, served from local storage; no fallback. With
 /// `[auth] files = "key"` it needs a `read` key; signed links are checked by the handler.
-pub fn files_router(storage: Storage, auth: Option<&AuthConfig>) -> Router {
+pub fn files_router(storage: Storage, auth: Option<&AuthConfig>, metrics: Arc<Metrics>) -> Router {
     let mut route = get(files::serve);
     if let Some(auth) = auth.filter(|a| a.files == FilesAccess::Key) {
         let required = auth::Required::any_of(Some(auth), &[Scope::Read]);
@@ -176,6 +185,7 @@ pub fn files_router(storage: Storage, auth: Option<&AuthConfig>) -> Router {
     }
     let router = Router::new()
         .route("/files/{*key}", route)
+        .route_layer(middleware::from_fn_with_state(metrics, observe::observe))
         .with_state(storage);
     catch_panics(router)
 }

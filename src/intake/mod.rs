@@ -191,6 +191,8 @@ pub struct Uploader<'a> {
     pub client: Option<&'a str>,
     /// The upload token it came with, if any: that token may read the job's status.
     pub token: Option<&'a TokenId>,
+    /// The id of the request that brought it, for the worker's logs.
+    pub request_id: Option<&'a str>,
 }
 
 /// Accepts uploads: stages them, checks them, queues their jobs. Cheap to clone.
@@ -518,6 +520,7 @@ impl Intake {
             max_attempts: self.rules.max_attempts,
             client: uploader.client.map(str::to_owned),
             token_id: uploader.token.cloned(),
+            request_id: uploader.request_id.map(str::to_owned),
         };
         let inserted = self
             .jobs

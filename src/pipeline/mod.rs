@@ -29,6 +29,7 @@ pub mod strip;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
 use stop::Stop;
 
@@ -220,6 +221,28 @@ pub struct Processed {
     pub variants: Vec<EncodedVariant>,
     /// The original's bytes with metadata stripped (None when `keep_original` is false).
     pub original: Option<Vec<u8>>,
+    /// How long `finish` spent in each step.
+    pub timings: FinishTimings,
+}
+
+/// How long [`prepare`] spent in each step, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PrepareTimings {
+    /// Sniffing the format and checking the header.
+    pub probe: Duration,
+    /// Decoding the first frame and turning it upright.
+    pub decode: Duration,
+}
+
+/// How long [`finish`] spent in each step, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FinishTimings {
+    /// Making every variant's pixels.
+    pub resize: Duration,
+    /// Encoding every variant to WebP.
+    pub encode: Duration,
+    /// Stripping the original's metadata.
+    pub strip: Duration,
 }
 
 /// Why the pipeline could not handle an input.
@@ -418,6 +441,8 @@ pub struct Prepared {
     orientation: image::metadata::Orientation,
     /// The upright pixels.
     pub image: image::DynamicImage,
+    /// How long preparing took, step by step.
+    pub timings: PrepareTimings,
 }
 
 impl Prepared {
@@ -461,13 +486,20 @@ pub fn prepare_until(
     stop: &Stop,
 ) -> Result<Prepared, PipelineError> {
     guarded(|| {
+        let started = Instant::now();
         let probe = probe(bytes, limits)?;
+        let probed = started.elapsed();
         let decoded = decode::first_frame(bytes, probe.format, limits)?;
         stop.check()?;
+        let image = orient::apply(decoded.image, decoded.orientation);
         Ok(Prepared {
             format: probe.format,
             orientation: decoded.orientation,
-            image: orient::apply(decoded.image, decoded.orientation),
+            image,
+            timings: PrepareTimings {
+                probe: probed,
+                decode: started.elapsed() - probed,
+            },
         })
     })
 }
@@ -500,15 +532,21 @@ pub fn finish_until(
     guarded(|| {
         let image = &prepared.image;
         let (width, height) = (image.width(), image.height());
+        let mut timings = FinishTimings::default();
         let (variants, hash) = rayon::join(
             || {
+                let started = Instant::now();
                 let resized = resize::all(image, &spec.variants, stop)?;
-                encode::webp_all(&resized, spec.quality, stop)
+                timings.resize = started.elapsed();
+                let encoded = encode::webp_all(&resized, spec.quality, stop);
+                timings.encode = started.elapsed() - timings.resize;
+                encoded
             },
             || blurhash::of(image),
         );
         let variants = variants?;
         stop.check()?;
+        let started = Instant::now();
         let original = if spec.keep_original {
             Some(strip::metadata(
                 bytes,
@@ -518,6 +556,7 @@ pub fn finish_until(
         } else {
             None
         };
+        timings.strip = started.elapsed();
         Ok(Processed {
             format: prepared.format,
             width,
@@ -526,6 +565,7 @@ pub fn finish_until(
             blurhash: hash?,
             variants,
             original,
+            timings,
         })
     })
 }

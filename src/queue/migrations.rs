@@ -36,6 +36,11 @@ const SQLITE: &[File] = &[
         "upload tokens",
         include_str!("../../migrations/sqlite/0005_upload_tokens.sql"),
     ),
+    (
+        6,
+        "operations",
+        include_str!("../../migrations/sqlite/0006_operations.sql"),
+    ),
 ];
 
 const POSTGRES: &[File] = &[
@@ -63,6 +68,11 @@ const POSTGRES: &[File] = &[
         5,
         "upload tokens",
         include_str!("../../migrations/postgres/0005_upload_tokens.sql"),
+    ),
+    (
+        6,
+        "operations",
+        include_str!("../../migrations/postgres/0006_operations.sql"),
     ),
 ];
 

@@ -78,7 +78,11 @@ where
     if migrate {
         return Ok(migrator.run(pool).await?);
     }
-    let mut conn = pool.acquire().await?;
+    schema_current(&mut *pool.acquire().await?, migrator).await
+}
+
+/// `NotMigrated` with the versions of this build that `conn`'s database lacks.
+async fn schema_current<C: Migrate>(conn: &mut C, migrator: &Migrator) -> Result<(), QueueError> {
     // A missing migrations table reads as "nothing applied".
     let applied = conn
         .list_applied_migrations(&migrator.table_name)
@@ -204,6 +208,8 @@ pub struct NewJob {
     pub client: Option<String>,
     /// The upload token it came with, if any: that token may read its status.
     pub token_id: Option<TokenId>,
+    /// The id of the request that uploaded it, carried into the worker's logs.
+    pub request_id: Option<String>,
 }
 
 /// How many pending jobs (PENDING or PROCESSING) one source and one client may have before
@@ -298,6 +304,8 @@ pub struct Job {
     pub upload_kept: bool,
     /// The upload token it came with, if any.
     pub token_id: Option<TokenId>,
+    /// The id of the request that uploaded it.
+    pub request_id: Option<String>,
 }
 
 impl Job {
@@ -336,6 +344,7 @@ impl Job {
             outage_since: None,
             upload_kept: false,
             token_id: None,
+            request_id: None,
         }
     }
 }
@@ -436,6 +445,15 @@ impl Media {
             .map(|(_, v)| v.key.as_str())
             .chain(self.original_key.as_deref())
     }
+}
+
+/// How many jobs are in each state, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Jobs per state (states without jobs are absent).
+    pub by_status: Vec<(JobStatus, u64)>,
+    /// When the oldest PENDING job was created.
+    pub oldest_pending: Option<Millis>,
 }
 
 /// A job together with the media it produced (once COMPLETE): what the status route shows.
@@ -651,6 +669,24 @@ pub trait JobStore: Send + Sync + 'static {
     /// `false` (and nothing written) when it had been before. One statement, so two uploads
     /// racing with one token cannot both pass.
     async fn spend_token(&self, id: &TokenId, expires_at: Millis) -> Result<bool, QueueError>;
+
+    /// Checks that the database takes writes and has every migration of this build (the
+    /// readiness check): one upsert of a single row.
+    async fn check_ready(&self, now: Millis) -> Result<(), QueueError>;
+
+    /// How many jobs are in each state, and the age of the oldest pending one (metrics).
+    async fn count_jobs(&self) -> Result<JobCounts, QueueError>;
+
+    /// At most `limit` jobs, newest first, of `status` (any when `None`): the operator's list.
+    async fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        limit: u32,
+    ) -> Result<Vec<Job>, QueueError>;
+
+    /// Removes ended jobs (COMPLETE, REJECTED, FAILED) last changed before `before`; their
+    /// media stay. Returns how many went.
+    async fn forget_ended_jobs(&self, before: Millis) -> Result<u64, QueueError>;
 
     /// Housekeeping of the store itself, run by the maintenance loop every sweep interval:
     /// forgets spent tokens past their expiry (and SQLite checkpoints and truncates its

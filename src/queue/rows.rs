@@ -8,7 +8,8 @@ use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
 use super::{
-    Job, JobErrorCode, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant, TokenId,
+    Job, JobCounts, JobErrorCode, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant,
+    TokenId,
 };
 
 /// A `jobs` row.
@@ -38,6 +39,7 @@ pub(super) struct JobRow {
     outage_since: Option<i64>,
     upload_kept: bool,
     token_id: Option<String>,
+    request_id: Option<String>,
 }
 
 impl<'r, R> FromRow<'r, R> for JobRow
@@ -76,6 +78,7 @@ where
             outage_since: row.try_get("outage_since")?,
             upload_kept: row.try_get("upload_kept")?,
             token_id: row.try_get("token_id")?,
+            request_id: row.try_get("request_id")?,
         })
     }
 }
@@ -118,6 +121,7 @@ impl TryFrom<JobRow> for Job {
             outage_since: row.outage_since,
             upload_kept: row.upload_kept,
             token_id: row.token_id.map(TokenId::from_string),
+            request_id: row.request_id,
         })
     }
 }
@@ -203,4 +207,18 @@ where
     T: TryFrom<R, Error = QueueError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+/// The rows of `COUNT_JOBS` (status, jobs, oldest pending) as [`JobCounts`].
+pub(super) fn counts(rows: Vec<(String, i64, Option<i64>)>) -> Result<JobCounts, QueueError> {
+    let mut counts = JobCounts::default();
+    for (status, jobs, oldest) in rows {
+        let status = JobStatus::parse(&status)
+            .ok_or_else(|| QueueError::Corrupt(format!("unknown job status {status:?}")))?;
+        let jobs = u64::try_from(jobs)
+            .map_err(|_| QueueError::Corrupt(format!("a count of {jobs} jobs")))?;
+        counts.by_status.push((status, jobs));
+        counts.oldest_pending = counts.oldest_pending.or(oldest);
+    }
+    Ok(counts)
 }

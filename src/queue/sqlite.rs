@@ -23,8 +23,9 @@ use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Failed, Job, JobErrorCode, JobId, JobStore, Media, MediaCursor, MediaId, Millis, NewJob,
-    PendingCaps, QueueError, TokenId, acquire_within, prepare_schema,
+    Failed, Job, JobCounts, JobErrorCode, JobId, JobStatus, JobStore, Media, MediaCursor, MediaId,
+    Millis, NewJob, PendingCaps, QueueError, TokenId, acquire_within, prepare_schema,
+    schema_current,
 };
 use crate::config::DatabaseConfig;
 
@@ -151,6 +152,7 @@ impl JobStore for SqliteJobStore {
             .bind(caps.per_source())
             .bind(caps.per_client())
             .bind(job.token_id.as_ref().map(TokenId::as_str))
+            .bind(&job.request_id)
             .execute(&mut *acquire_within(&self.writer, self.request_patience).await?)
             .await?;
         let inserted = done.rows_affected() == 1;
@@ -414,6 +416,44 @@ impl JobStore for SqliteJobStore {
             .execute(&mut *acquire_within(&self.writer, self.request_patience).await?)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn check_ready(&self, now: Millis) -> Result<(), QueueError> {
+        let mut conn = acquire_within(&self.writer, self.request_patience).await?;
+        schema_current(&mut *conn, &migrations::sqlite()).await?;
+        sqlx::query(sql::TOUCH_READINESS)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_jobs(&self) -> Result<JobCounts, QueueError> {
+        let rows = sqlx::query_as::<_, (String, i64, Option<i64>)>(sql::COUNT_JOBS)
+            .fetch_all(&mut *acquire_within(&self.readers, self.request_patience).await?)
+            .await?;
+        rows::counts(rows)
+    }
+
+    async fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        limit: u32,
+    ) -> Result<Vec<Job>, QueueError> {
+        let rows = sqlx::query_as::<_, JobRow>(sql::LIST_JOBS)
+            .bind(status.map(JobStatus::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *acquire_within(&self.readers, self.request_patience).await?)
+            .await?;
+        rows::all(rows)
+    }
+
+    async fn forget_ended_jobs(&self, before: Millis) -> Result<u64, QueueError> {
+        let done = sqlx::query(sql::FORGET_ENDED_JOBS)
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn spend_token(&self, id: &TokenId, expires_at: Millis) -> Result<bool, QueueError> {

@@ -19,8 +19,8 @@
 pub(super) const INSERT_JOB: &str = "
     INSERT INTO jobs (id, status, source_type, source_id, staging_key, original_filename,
                       mime_type, file_size, max_attempts, run_at, created_at, updated_at,
-                      client, token_id)
-    SELECT $1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $13
+                      client, token_id, request_id)
+    SELECT $1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $13, $14
     WHERE (SELECT count(*) FROM jobs
            WHERE source_type = $2 AND source_id = $3
              AND status IN ('PENDING', 'PROCESSING')) < $11
@@ -144,3 +144,24 @@ pub(super) const SPEND_TOKEN: &str = "
 
 /// Forgets spent tokens that expired before $1: they are refused as expired anyway.
 pub(super) const FORGET_SPENT_TOKENS: &str = "DELETE FROM spent_tokens WHERE expires_at < $1";
+
+/// Records a readiness check at $1: the database takes writes.
+pub(super) const TOUCH_READINESS: &str = "
+    INSERT INTO readiness (id, checked_at) VALUES (1, $1)
+    ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
+
+/// How many jobs are in each state, and the creation time of the oldest PENDING one.
+pub(super) const COUNT_JOBS: &str = "
+    SELECT status, count(*) AS jobs,
+           min(CASE WHEN status = 'PENDING' THEN created_at END) AS oldest
+    FROM jobs GROUP BY status";
+
+/// Removes ended jobs last changed before $1 (their media stay).
+pub(super) const FORGET_ENDED_JOBS: &str = "
+    DELETE FROM jobs
+    WHERE status IN ('COMPLETE', 'REJECTED', 'FAILED') AND updated_at < $1";
+
+/// At most $2 jobs, newest first, of status $1 (any when NULL).
+pub(super) const LIST_JOBS: &str = "
+    SELECT * FROM jobs WHERE ($1 IS NULL OR status = $1)
+    ORDER BY created_at DESC, id DESC LIMIT $2";

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::{Context, Failure, Fault, moderate};
 use crate::ids::MediaId;
+use crate::metrics::Stage;
 use crate::pipeline::stop::Stop;
 use crate::pipeline::{self, Processed};
 use crate::queue::{Job, JobErrorCode, Media, StoredVariant, now_ms};
@@ -64,8 +65,14 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
     })
     .await?;
     let pixel_time = started.elapsed();
+    let metrics = &context.metrics;
+    metrics.stage(Stage::probe, prepared.timings.probe);
+    metrics.stage(Stage::decode, prepared.timings.decode);
     if let (Some(moderation), Some(thumbnail)) = (moderation, thumbnail) {
-        moderate::check(context, worker, job, &moderation, &thumbnail).await?;
+        let started = std::time::Instant::now();
+        let checked = moderate::check(context, worker, job, &moderation, &thumbnail).await;
+        metrics.stage(Stage::moderation, started.elapsed());
+        checked?;
     }
     // The time limit counts pixel work only; moderation has its own timeout.
     let left = budget.saturating_sub(pixel_time);
@@ -73,7 +80,15 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
         pipeline::finish_until(&bytes, &prepared, &spec, stop)
     })
     .await?;
-    store(context, job, media_id, processed).await
+    metrics.stage(Stage::resize, processed.timings.resize);
+    metrics.stage(Stage::encode, processed.timings.encode);
+    if processed.original.is_some() {
+        metrics.stage(Stage::strip, processed.timings.strip);
+    }
+    let started = std::time::Instant::now();
+    let stored = store(context, job, media_id, processed).await;
+    metrics.stage(Stage::store, started.elapsed());
+    stored
 }
 
 /// Runs pixel work on a blocking thread, within `left` of the job's `budget`.
@@ -148,6 +163,7 @@ async fn store(
         format: processed.format.name().to_ascii_lowercase(),
         created_at: now_ms(),
     };
+    let bytes: usize = writes.iter().map(|(_, b)| b.len()).sum();
     let puts = writes
         .into_iter()
         .map(|(key, bytes)| async move { storage.put(&key, bytes).await });
@@ -160,6 +176,7 @@ async fn store(
             "could not store the results: {e}"
         )));
     }
+    context.metrics.stored(bytes as u64);
     Ok(media)
 }
 

@@ -33,12 +33,14 @@ pub async fn run(
     // Claims that failed in a row: the loop backs off while the database cannot answer, and
     // says so once when it starts failing and once when it recovers, not on every attempt.
     let mut failures: u32 = 0;
+    context.metrics.loop_started();
     while !shutdown.is_cancelled() {
         wake_ups.borrow_and_update();
         let wait = match jobs.claim(&worker, now_ms()).await {
             Ok(claimed) => {
                 if failures > 0 {
                     tracing::info!(failures, "claiming jobs again");
+                    context.metrics.claims_recovered();
                     failures = 0;
                 }
                 if let Some(job) = claimed {
@@ -57,6 +59,7 @@ pub async fn run(
                 failures = failures.saturating_add(1);
                 if failures == 1 {
                     tracing::error!(error = %e, "cannot claim jobs; retrying with backoff");
+                    context.metrics.claims_failing();
                 }
                 retry::jittered(retry::backoff(failures, CLAIM_RETRY_BASE, CLAIM_RETRY_MAX))
             }
@@ -69,6 +72,10 @@ pub async fn run(
         }
         idle.send_modify(|n| *n -= 1);
     }
+    if failures > 0 {
+        context.metrics.claims_recovered();
+    }
+    context.metrics.loop_stopped();
 }
 
 /// Runs every due job, one after another, then returns how many ran (for tests and tools).
@@ -81,9 +88,12 @@ pub async fn drain(context: &Context, worker: &str) -> usize {
     ran
 }
 
-/// Runs one claimed job to its recorded outcome, refreshing the claim meanwhile.
+/// Runs one claimed job to its recorded outcome, refreshing the claim meanwhile. Its span
+/// carries the id of the request that uploaded it, so one search finds the upload's whole life.
 pub async fn run_job(context: &Context, worker: &str, job: Job) {
-    let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
+    let _busy = context.metrics.busy();
+    let request = job.request_id.as_deref().unwrap_or("");
+    let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts, request);
     run_job_in_span(context, worker, job).instrument(span).await;
 }
 
@@ -115,6 +125,7 @@ async fn run_job_in_span(context: &Context, worker: &str, job: Job) {
             match completed {
                 Ok(true) => {
                     tracing::info!(media = %media.id, ms = started.elapsed().as_millis() as u64, "complete");
+                    context.metrics.finished("COMPLETE", None);
                     attempt::remove(context, std::iter::once(job.staging_key.as_str())).await;
                 }
                 Ok(false) => {
@@ -145,6 +156,9 @@ async fn give_back(context: &Context, worker: &str, job: &Job, failure: &Failure
                 jobs.reject(&job.id, worker, &details, now_ms())
             })
             .await;
+            if matches!(recorded, Ok(true)) {
+                context.metrics.finished("REJECTED", None);
+            }
             return after_ending(context, job, recorded, true).await;
         }
         Failure::Transient(fault) | Failure::Outage(fault) | Failure::Permanent(fault) => fault,
@@ -178,6 +192,9 @@ async fn give_back(context: &Context, worker: &str, job: &Job, failure: &Failure
             .await
         }
     };
+    if matches!(next, Next::Fail { .. }) && matches!(recorded, Ok(true)) {
+        context.metrics.finished("FAILED", Some(code.as_str()));
+    }
     let delete_upload = next == Next::Fail { upload_kept: false };
     after_ending(context, job, recorded, delete_upload).await;
 }

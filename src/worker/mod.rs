@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use failure::{Failure, Fault};
 
 use crate::config::{Config, WorkerConfig};
+use crate::metrics::Metrics;
 use crate::moderation::Moderation;
 use crate::pipeline::{Limits, OutputSpec};
 use crate::queue::{JobStore, QueueError, now_ms};
@@ -47,6 +48,8 @@ pub struct Context {
     pub limits: Limits,
     /// Source type → what to make for it.
     pub outputs: Arc<BTreeMap<String, OutputSpec>>,
+    /// Where stage durations, outcomes and busy workers are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -56,6 +59,7 @@ impl Context {
         jobs: Arc<dyn JobStore>,
         storage: Storage,
         moderation: Option<Moderation>,
+        metrics: Arc<Metrics>,
     ) -> Context {
         let outputs = config
             .source_types
@@ -69,6 +73,7 @@ impl Context {
             settings: config.worker.clone(),
             limits: config.limits,
             outputs: Arc::new(outputs),
+            metrics,
         }
     }
 }
@@ -179,10 +184,25 @@ async fn maintain(context: Context, shutdown: CancellationToken) {
             _ = rescue.tick() => rescue::stale_claims(&context, &mut database).await,
             _ = sweep.tick() => {
                 rescue::orphaned_staging(&context).await;
+                forget_old_jobs(&context).await;
                 if let Err(e) = context.jobs.tidy(now_ms()).await {
                     tracing::warn!(error = %e, "could not tidy the job store");
                 }
             }
         }
+    }
+}
+
+/// Removes ended jobs past `job_retention` (their media stay; a kept upload of a FAILED one is
+/// then an orphan the staging sweep removes).
+pub(crate) async fn forget_old_jobs(context: &Context) {
+    let Some(retention) = context.settings.job_retention else {
+        return;
+    };
+    let before = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    match context.jobs.forget_ended_jobs(before).await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed ended jobs past their retention"),
+        Err(e) => tracing::warn!(error = %e, "could not remove old jobs"),
     }
 }

@@ -12,6 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("queue", &["config", "ids"]),
     ("storage", &["config", "ids"]),
     ("moderation", &["config"]),
+    ("metrics", &["queue"]),
     ("intake", &["queue", "storage", "pipeline", "config", "ids"]),
     ("catalog", &["queue", "storage", "ids"]),
     (
@@ -20,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "queue",
             "storage",
             "moderation",
+            "metrics",
             "pipeline",
             "config",
             "ids",
@@ -28,7 +30,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("admin", &["worker", "queue", "storage", "ids"]),
     (
         "http",
-        &["intake", "catalog", "queue", "storage", "config", "ids"],
+        &[
+            "intake", "catalog", "queue", "storage", "metrics", "config", "ids",
+        ],
     ),
 ];
 
@@ -59,8 +63,10 @@ fn module_of(file: &Path) -> Option<String> {
         .to_str()?
         .to_owned();
     match first.strip_suffix(".rs") {
-        Some("lib" | "main" | "cli") => None,
+        Some("lib" | "main") => None,
         Some(name) => Some(name.to_owned()),
+        // The binary's command line.
+        None if first == "cli" => None,
         None => Some(first),
     }
 }

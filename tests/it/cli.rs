@@ -14,7 +14,7 @@ use crate::common::{corpus, webp_size};
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Runs the binary to its end, killing it if it outlives [`DEADLINE`].
-async fn run(args: &[&str]) -> Output {
+async fn run(args: &[impl AsRef<std::ffi::OsStr> + std::fmt::Debug]) -> Output {
     let child = Command::new(env!("CARGO_BIN_EXE_ximagepipeline"))
         .args(args)
         .stdin(Stdio::null())
@@ -25,12 +25,7 @@ async fn run(args: &[&str]) -> Output {
         .unwrap();
     tokio::time::timeout(DEADLINE, child.wait_with_output())
         .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "`ximagepipeline {}` did not end within {DEADLINE:?}",
-                args.join(" ")
-            )
-        })
+        .unwrap_or_else(|_| panic!("`ximagepipeline {args:?}` did not end within {DEADLINE:?}"))
         .unwrap()
 }
 
@@ -370,5 +365,147 @@ async fn token_mints_an_upload_token_the_server_accepts() {
         text(&wrong.stderr).contains("Unknown sourceType"),
         "{}",
         text(&wrong.stderr)
+    );
+}
+
+/// The operator's commands on a data folder another process uses: `jobs list|show|retry`,
+/// `media delete`, `config` (secrets masked, each value's source) and `check`.
+#[tokio::test]
+async fn operator_commands_list_show_retry_delete_explain_and_check() {
+    use ximagepipeline::queue::{Failed, JobErrorCode, JobStatus, now_ms};
+    use ximagepipeline::{Config, ImagePipeline};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pipeline = ImagePipeline::open(Config::embedded(&data).unwrap())
+        .await
+        .unwrap();
+    let admin = pipeline.admin();
+    let done = pipeline
+        .submit(crate::common::png(16, 16), "avatar", "u1")
+        .await
+        .unwrap();
+    admin.run_pending_jobs("test").await;
+    let kept = pipeline
+        .submit(crate::common::png(8, 8), "avatar", "u2")
+        .await
+        .unwrap();
+    let claimed = admin.jobs().claim("test", now_ms()).await.unwrap().unwrap();
+    let failed = Failed {
+        code: JobErrorCode::StorageUnavailable,
+        error: JobErrorCode::StorageUnavailable.sentence(),
+        upload_kept: true,
+    };
+    assert!(
+        admin
+            .jobs()
+            .fail(&claimed.id, "test", failed, now_ms())
+            .await
+            .unwrap()
+    );
+    let data_dir = data.display().to_string();
+    let on_data = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend(["--data-dir".to_owned(), data_dir.clone()]);
+        all
+    };
+
+    let listed = text(&run(&on_data(&["jobs", "list"])).await.stdout);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(
+        lines[0].starts_with(kept.as_str()) && lines[0].contains("FAILED"),
+        "{listed}"
+    );
+    assert!(lines[0].contains("STORAGE_UNAVAILABLE"), "{listed}");
+    assert!(lines[1].starts_with(done.as_str()) && lines[1].contains("COMPLETE"));
+    let failed_only = text(
+        &run(&on_data(&["jobs", "list", "--status", "failed"]))
+            .await
+            .stdout,
+    );
+    assert_eq!(failed_only.lines().count(), 1, "{failed_only}");
+
+    let shown = run(&on_data(&["jobs", "show", done.as_str()])).await;
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        (&shown["status"], &shown["sourceId"]),
+        (&"COMPLETE".into(), &"u1".into())
+    );
+
+    let refused = run(&on_data(&["jobs", "retry", done.as_str()])).await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("cannot retry"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let retried = run(&on_data(&["jobs", "retry", kept.as_str()])).await;
+    assert!(retried.status.success(), "{}", text(&retried.stderr));
+    let job = admin.jobs().get(&kept).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Pending, 0));
+
+    let deleted = run(&on_data(&[
+        "media",
+        "delete",
+        "--source-type",
+        "avatar",
+        "--source-id",
+        "u1",
+    ]))
+    .await;
+    assert_eq!(text(&deleted.stdout).trim(), "deleted 1 media of avatar/u1");
+    assert!(
+        pipeline
+            .list_media("avatar", "u1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stored = admin.storage().list("media/avatar/u1").await.unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+
+    let config = dir.path().join("secret.toml");
+    std::fs::write(
+        &config,
+        "[auth]\ntoken_secret = \"a-token-secret-of-at-least-32-characters\"\n\
+         [[auth.keys]]\nname = \"app\"\nscopes = [\"read\"]\n\
+         sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let explained = text(&run(&on_data(&["config", "--config", &config])).await.stdout);
+    let line_of = |key: &str| {
+        explained
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in {explained}"))
+            .to_owned()
+    };
+    assert!(line_of("auth.token_secret").contains("\"***\""));
+    assert!(line_of("auth.token_secret").ends_with(&format!("# {config}")));
+    assert!(!explained.contains("a-token-secret"), "{explained}");
+    assert!(line_of("data_dir").ends_with("# command line"));
+    assert!(line_of("max_file_size").ends_with("# defaults"));
+
+    let checked = run(&on_data(&["check"])).await;
+    let said = text(&checked.stdout);
+    assert!(checked.status.success(), "{said}");
+    for part in ["database", "storage", "formats", "model"] {
+        assert!(said.contains(&format!("ok    {part}")), "{said}");
+    }
+    let broken = run(&[
+        "check",
+        "--config",
+        &config,
+        "--data-dir",
+        "/proc/no-such-place",
+    ])
+    .await;
+    assert!(!broken.status.success());
+    assert!(
+        text(&broken.stdout).contains("FAIL  database"),
+        "{}",
+        text(&broken.stdout)
     );
 }

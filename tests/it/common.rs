@@ -336,6 +336,7 @@ impl TestServer {
             max_attempts: 3,
             client: None,
             token_id: None,
+            request_id: None,
         };
         self.admin.jobs().insert(job, now_ms()).await.unwrap();
         id

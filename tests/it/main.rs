@@ -17,6 +17,7 @@ mod fuzzed;
 mod media;
 mod memory;
 mod moderation;
+mod ops;
 mod originals;
 mod pipeline;
 mod processes;

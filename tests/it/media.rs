@@ -125,6 +125,7 @@ async fn recorded_media(server: &TestServer, source_id: &str, n: usize) -> Vec<S
             max_attempts: 3,
             client: None,
             token_id: None,
+            request_id: None,
         };
         jobs.insert(job, now_ms()).await.unwrap();
         let claimed = jobs.claim("w", now_ms()).await.unwrap().unwrap();

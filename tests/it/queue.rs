@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Failed, Job, JobErrorCode, JobStatus, JobStore, Media, MediaCursor, Millis, NewJob,
+    Failed, Job, JobCounts, JobErrorCode, JobStatus, JobStore, Media, MediaCursor, Millis, NewJob,
     PendingCaps, PgJobStore, SqliteJobStore, StoredVariant,
 };
 use ximagepipeline::{JobId, MediaId, TokenId};
@@ -35,6 +35,7 @@ fn new_job(source_id: &str, max_attempts: u32) -> NewJob {
         max_attempts,
         client: None,
         token_id: None,
+        request_id: None,
     }
 }
 
@@ -965,6 +966,65 @@ pub async fn tokens_are_spent_once_and_forgotten_after_expiry(store: &dyn JobSto
     assert_eq!(get(store, &id).await.token_id, None);
 }
 
+/// The operator's reads: counts by state with the oldest pending job, a newest-first list by
+/// state, the readiness write; and retention removes only ended jobs older than its cut-off,
+/// leaving their media.
+pub async fn operators_count_list_and_forget_jobs(store: &dyn JobStore) {
+    assert_eq!(store.count_jobs().await.unwrap(), JobCounts::default());
+    store.check_ready(500).await.unwrap();
+    let old = insert(store, "a", 1, 1_000).await;
+    let job = claim(store, "w1", 1_000).await;
+    let media = media_for(&job, 1_500);
+    assert!(store.complete(&old, "w1", &media, 2_000).await.unwrap());
+    let broken = insert(store, "a", 1, 3_000).await;
+    claim(store, "w1", 3_000).await;
+    let failure = failed(JobErrorCode::UnreadableImage, "bad");
+    assert!(store.fail(&broken, "w1", failure, 4_000).await.unwrap());
+    let pending = insert(store, "a", 1, 5_000).await;
+    let newer = insert(store, "b", 1, 6_000).await;
+
+    let counts = store.count_jobs().await.unwrap();
+    let mut by_status = counts.by_status.clone();
+    by_status.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        by_status,
+        [
+            (JobStatus::Complete, 1),
+            (JobStatus::Failed, 1),
+            (JobStatus::Pending, 2)
+        ]
+    );
+    assert_eq!(counts.oldest_pending, Some(5_000));
+
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let all = store.list_jobs(None, 10).await.unwrap();
+    assert_eq!(
+        ids(all),
+        [newer.clone(), pending.clone(), broken.clone(), old.clone()]
+    );
+    let some = store.list_jobs(Some(JobStatus::Pending), 1).await.unwrap();
+    assert_eq!(ids(some), [newer]);
+
+    // Ended before 3,000: only the COMPLETE job (ended at 2,000); FAILED ended at 4,000.
+    assert_eq!(store.forget_ended_jobs(3_000).await.unwrap(), 1);
+    assert!(store.get(&old).await.unwrap().is_none());
+    assert_eq!(
+        store.get_media(&media.id).await.unwrap().map(|m| m.id),
+        Some(media.id.clone()),
+        "media stay"
+    );
+    assert_eq!(
+        store.forget_ended_jobs(i64::MAX).await.unwrap(),
+        1,
+        "the FAILED one"
+    );
+    assert!(
+        store.get(&pending).await.unwrap().is_some(),
+        "never a pending job"
+    );
+    store.check_ready(7_000).await.unwrap();
+}
+
 conformance!(
     [sqlite => open_sqlite, postgres => open_postgres],
     [
@@ -984,6 +1044,7 @@ conformance!(
         insert_wakes_workers,
         retry_and_rescue_wake_workers,
         tokens_are_spent_once_and_forgotten_after_expiry,
+        operators_count_list_and_forget_jobs,
     ]
 );
 

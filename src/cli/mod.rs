@@ -1,5 +1,7 @@
 //! The command line: `serve`, `worker` and `process` (spec section 5), `migrate`, `api-key`
-//! and `token`, one `run_*` each.
+//! and `token`, one `run_*` each; the operator's commands are in [`admin`].
+
+mod admin;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use toml::Table;
-use ximagepipeline::config::Scope;
+use ximagepipeline::config::{LogFormat, Scope};
 use ximagepipeline::pipeline::{self, sniff::Sniffed};
 use ximagepipeline::{Config, ImagePipeline, TokenRequest, http};
 
@@ -37,6 +39,14 @@ enum Command {
     ApiKey(ApiKeyArgs),
     /// Mint an upload token for a browser: prints the token and what it allows, as JSON.
     Token(TokenArgs),
+    /// List, show or retry jobs.
+    Jobs(admin::JobsArgs),
+    /// Delete every media of a source.
+    Media(admin::MediaArgs),
+    /// Print the effective configuration: each value (secrets masked) and where it came from.
+    Config(CommonArgs),
+    /// Check the database, storage, the formats built in and the model file.
+    Check(CommonArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,12 +82,12 @@ struct ApiKeyArgs {
 }
 
 #[derive(Debug, Args)]
-struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Folder of the embedded database and local objects.
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// TOML configuration file.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
 }
 
@@ -112,6 +122,22 @@ struct ProcessArgs {
     files: Vec<PathBuf>,
 }
 
+/// Starts logging to standard error in `format`, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let lines = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Only the first configuration loaded sets it up.
+    let _ = match format {
+        LogFormat::Json => lines.json().flatten_event(true).try_init(),
+        LogFormat::Text => lines
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
 /// Runs the chosen command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -122,6 +148,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => runtime.block_on(run_migrate(args)),
         Command::ApiKey(args) => run_api_key(args),
         Command::Token(args) => run_token(args),
+        Command::Jobs(args) => runtime.block_on(admin::run_jobs(args)),
+        Command::Media(args) => runtime.block_on(admin::run_media(args)),
+        Command::Config(args) => admin::run_config(&args),
+        Command::Check(args) => runtime.block_on(admin::run_check(&args)),
     };
     // Whatever still runs past the shutdown bounds (a connection past the grace, the pixel work
     // of a job cut off at the shutdown timeout) is abandoned, not waited for: its job is taken
@@ -130,7 +160,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     result
 }
 
-fn load_config(common: &CommonArgs, listen: Option<&str>) -> anyhow::Result<Config> {
+/// The configuration file and the flags' table of a command.
+fn sources(common: &CommonArgs, listen: Option<&str>) -> (Option<PathBuf>, Table) {
     let mut flags = Table::new();
     if let Some(dir) = &common.data_dir {
         flags.insert("data_dir".into(), dir.display().to_string().into());
@@ -138,11 +169,15 @@ fn load_config(common: &CommonArgs, listen: Option<&str>) -> anyhow::Result<Conf
     if let Some(listen) = listen {
         flags.insert("listen".into(), listen.into());
     }
-    Ok(Config::load(
-        common.config.as_deref(),
-        std::env::vars(),
-        flags,
-    )?)
+    (common.config.clone(), flags)
+}
+
+/// Loads the configuration of a command and starts logging as it says.
+fn load_config(common: &CommonArgs, listen: Option<&str>) -> anyhow::Result<Config> {
+    let (file, flags) = sources(common, listen);
+    let config = Config::load(file.as_deref(), std::env::vars(), flags)?;
+    init_logging(config.log_format);
+    Ok(config)
 }
 
 /// Cancels the token on Ctrl-C or SIGTERM. The handlers are installed before this returns, so
@@ -170,6 +205,13 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     config.listen = listener.local_addr()?;
+    let missing = ximagepipeline::config::MISSING_FORMATS;
+    if !missing.is_empty() {
+        tracing::warn!(
+            "this build cannot read {}: uploads of them are refused; build with --features heif (needs libheif-dev) or run scripts/serve",
+            missing.join(", ")
+        );
+    }
     let pipeline = ImagePipeline::open(config).await?;
     let shutdown = shutdown_on_signal()?;
     let workers = (!args.no_worker).then(|| pipeline.start_workers(shutdown.clone()));
