@@ -116,6 +116,7 @@ fn new_job(n: usize) -> NewJob {
         client: None,
         token_id: None,
         request_id: None,
+        trace_parent: None,
     }
 }
 

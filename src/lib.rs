@@ -43,6 +43,7 @@ pub mod moderation;
 pub mod pipeline;
 pub mod queue;
 pub mod storage;
+pub mod traces;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 //! and `token`, one `run_*` each; the operator's commands are in [`admin`].
 
 mod admin;
+mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use toml::Table;
-use ximagepipeline::config::{LogFormat, Scope};
+use ximagepipeline::config::Scope;
 use ximagepipeline::pipeline::{self, sniff::Sniffed};
 use ximagepipeline::{Config, ImagePipeline, TokenRequest, http};
 
@@ -122,22 +123,6 @@ struct ProcessArgs {
     files: Vec<PathBuf>,
 }
 
-/// Starts logging to standard error in `format`, filtered by `RUST_LOG` (default `info`).
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn".into());
-    let lines = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Only the first configuration loaded sets it up.
-    let _ = match format {
-        LogFormat::Json => lines.json().flatten_event(true).try_init(),
-        LogFormat::Text => lines
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-    };
-}
-
 /// Runs the chosen command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -157,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // of a job cut off at the shutdown timeout) is abandoned, not waited for: its job is taken
     // back as a stale claim and run again.
     runtime.shutdown_background();
+    telemetry::flush();
     result
 }
 
@@ -176,7 +162,7 @@ fn sources(common: &CommonArgs, listen: Option<&str>) -> (Option<PathBuf>, Table
 fn load_config(common: &CommonArgs, listen: Option<&str>) -> anyhow::Result<Config> {
     let (file, flags) = sources(common, listen);
     let config = Config::load(file.as_deref(), std::env::vars(), flags)?;
-    init_logging(config.log_format);
+    telemetry::init(&config)?;
     Ok(config)
 }
 

@@ -13,6 +13,8 @@ data_dir = "./data"
 route_prefix = "/image-pipeline"
 # Log lines as "text" (for people) or "json" (one object per line, for a log store).
 log_format = "text"
+# otlp_endpoint = "http://127.0.0.1:4318" exports spans to an OpenTelemetry collector (the
+# `otel` feature); unset, the standard OTEL_EXPORTER_OTLP_ENDPOINT does the same.
 max_file_size = 52428800
 # The contract's types; a build without the `heif` feature leaves out AVIF and HEIC (and says so
 # at start-up). TIFF is supported but opt-in.

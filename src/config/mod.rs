@@ -112,6 +112,9 @@ pub struct Config {
     pub route_prefix: String,
     /// How the binary writes its log lines.
     pub log_format: LogFormat,
+    /// Where the binary sends its spans (OTLP over HTTP), with the `otel` feature: the
+    /// collector's base URL, `/v1/traces` is added.
+    pub otlp_endpoint: Option<String>,
     /// Largest accepted upload, in bytes.
     pub max_file_size: u64,
     /// MIME types (sniffed from bytes) that uploads may have, aliases written as the sniffed
@@ -241,6 +244,7 @@ impl Config {
             listen: server::listen(&raw.listen)?,
             route_prefix: server::route_prefix(raw.route_prefix)?,
             log_format: LogFormat::parse(&raw.log_format)?,
+            otlp_endpoint: server::http_url("otlp_endpoint", raw.otlp_endpoint)?,
             public_base_url: server::public_base_url(raw.public_base_url)?,
             max_file_size: uploads::max_file_size(raw.max_file_size)?,
             allowed_mime_types: uploads::allowed_mime_types(raw.allowed_mime_types)?,

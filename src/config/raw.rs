@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub data_dir: String,
     pub route_prefix: String,
     pub log_format: String,
+    pub otlp_endpoint: Option<String>,
     pub max_file_size: u64,
     pub allowed_mime_types: Vec<String>,
     pub max_pixels: u64,

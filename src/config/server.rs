@@ -29,14 +29,16 @@ pub fn route_prefix(prefix: String) -> Result<String, ConfigError> {
 /// Checks `public_base_url` and drops its trailing slashes; `None` leaves the choice to
 /// `Config::public_base_url`.
 pub fn public_base_url(url: Option<String>) -> Result<Option<String>, ConfigError> {
+    http_url("public_base_url", url)
+}
+
+/// Checks that `key`, when given, is an http(s) URL, and drops its trailing slashes.
+pub fn http_url(key: &str, url: Option<String>) -> Result<Option<String>, ConfigError> {
     match url {
         Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
             Ok(Some(url.trim_end_matches('/').to_owned()))
         }
-        Some(url) => Err(invalid(
-            "public_base_url",
-            format!("must be an http(s) URL, got {url:?}"),
-        )),
+        Some(url) => Err(invalid(key, format!("must be an http(s) URL, got {url:?}"))),
         None => Ok(None),
     }
 }

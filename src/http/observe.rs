@@ -1,6 +1,7 @@
 //! What every answered request leaves behind: an id (`X-Request-Id`, the client's when it is
 //! well-formed, else a new one; returned in the response), a span carrying it so every log
-//! line of the request names it, and its count and latency in the metrics, by route pattern.
+//! line of the request names it (in the caller's trace, when it sent a `traceparent`), and its
+//! count and latency in the metrics, by route pattern.
 //!
 //! Put on each router with `route_layer`, after routing, so the route is the matched pattern
 //! (`/image-pipeline/status/{job_id}`), never a raw path that would grow the metrics without
@@ -16,6 +17,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
+use crate::traces;
 
 /// The request id header, read and written.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -24,6 +26,11 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// the job, and the worker's span carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
+
+/// The W3C `traceparent` of the request's span, in its extensions when the request is traced
+/// (the `otel` feature): the upload route stores it on the job for the worker to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent(pub String);
 
 /// Whether a client's request id can be taken as it is: 1 to 128 characters of letters,
 /// digits and `-_.:`, so it is safe in logs and headers.
@@ -55,6 +62,10 @@ pub async fn observe(
     let method = request.method().as_str().to_owned();
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", id = %id, %method, %route);
+    traces::join_caller(&span, request.headers());
+    if let Some(parent) = traces::parent_of(&span) {
+        request.extensions_mut().insert(TraceParent(parent));
+    }
     let mut response = next.run(request).instrument(span).await;
     metrics.request(
         &route,

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::auth::Credential;
 use super::body::BodyTimedOut;
 use super::hook::UploadRequest;
-use super::observe::RequestId;
+use super::observe::{RequestId, TraceParent};
 use super::{ApiError, AppState, FORM_OVERHEAD, client};
 use crate::ids::JobId;
 use crate::intake::tokens::{TokenError, UploadGrant};
@@ -69,11 +69,11 @@ pub async fn upload(
     let Some(staged) = form.staged else {
         return Err(SubmitError::NoFile.into());
     };
-    let request_id = extensions.get::<RequestId>().map(|id| id.0.as_str());
     let uploader = Uploader {
         client: client.as_deref(),
         token: form.grant.as_ref().map(|g| &g.id),
-        request_id,
+        request_id: extensions.get::<RequestId>().map(|id| id.0.as_str()),
+        trace_parent: extensions.get::<TraceParent>().map(|t| t.0.as_str()),
     };
     let size = staged.size;
     let job_id = intake

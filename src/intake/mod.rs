@@ -193,6 +193,9 @@ pub struct Uploader<'a> {
     pub token: Option<&'a TokenId>,
     /// The id of the request that brought it, for the worker's logs.
     pub request_id: Option<&'a str>,
+    /// The W3C `traceparent` of the request's span, when it is traced: the worker's spans
+    /// join that trace.
+    pub trace_parent: Option<&'a str>,
 }
 
 /// Accepts uploads: stages them, checks them, queues their jobs. Cheap to clone.
@@ -521,6 +524,7 @@ impl Intake {
             client: uploader.client.map(str::to_owned),
             token_id: uploader.token.cloned(),
             request_id: uploader.request_id.map(str::to_owned),
+            trace_parent: uploader.trace_parent.map(str::to_owned),
         };
         let inserted = self
             .jobs

@@ -41,6 +41,11 @@ const SQLITE: &[File] = &[
         "operations",
         include_str!("../../migrations/sqlite/0006_operations.sql"),
     ),
+    (
+        7,
+        "trace parent",
+        include_str!("../../migrations/sqlite/0007_trace_parent.sql"),
+    ),
 ];
 
 const POSTGRES: &[File] = &[
@@ -73,6 +78,11 @@ const POSTGRES: &[File] = &[
         6,
         "operations",
         include_str!("../../migrations/postgres/0006_operations.sql"),
+    ),
+    (
+        7,
+        "trace parent",
+        include_str!("../../migrations/postgres/0007_trace_parent.sql"),
     ),
 ];
 

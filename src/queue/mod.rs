@@ -210,6 +210,9 @@ pub struct NewJob {
     pub token_id: Option<TokenId>,
     /// The id of the request that uploaded it, carried into the worker's logs.
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the upload's span (the `otel` feature): the worker's spans
+    /// join that trace.
+    pub trace_parent: Option<String>,
 }
 
 /// How many pending jobs (PENDING or PROCESSING) one source and one client may have before
@@ -306,6 +309,8 @@ pub struct Job {
     pub token_id: Option<TokenId>,
     /// The id of the request that uploaded it.
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the upload's span, if it was traced.
+    pub trace_parent: Option<String>,
 }
 
 impl Job {
@@ -345,6 +350,7 @@ impl Job {
             upload_kept: false,
             token_id: None,
             request_id: None,
+            trace_parent: None,
         }
     }
 }
@@ -695,6 +701,7 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// A receiver whose value changes whenever a job may have become claimable.
     fn wake_ups(&self) -> watch::Receiver<u64>;
+
 }
 
 #[cfg(test)]

@@ -154,6 +154,7 @@ impl JobStore for PgJobStore {
             .bind(caps.per_client())
             .bind(job.token_id.as_ref().map(TokenId::as_str))
             .bind(&job.request_id)
+            .bind(&job.trace_parent)
             .execute(&mut *acquire_within(&self.pool, self.request_patience).await?)
             .await?;
         Ok(done.rows_affected() == 1)

@@ -40,6 +40,7 @@ pub(super) struct JobRow {
     upload_kept: bool,
     token_id: Option<String>,
     request_id: Option<String>,
+    trace_parent: Option<String>,
 }
 
 impl<'r, R> FromRow<'r, R> for JobRow
@@ -79,6 +80,7 @@ where
             upload_kept: row.try_get("upload_kept")?,
             token_id: row.try_get("token_id")?,
             request_id: row.try_get("request_id")?,
+            trace_parent: row.try_get("trace_parent")?,
         })
     }
 }
@@ -122,6 +124,7 @@ impl TryFrom<JobRow> for Job {
             upload_kept: row.upload_kept,
             token_id: row.token_id.map(TokenId::from_string),
             request_id: row.request_id,
+            trace_parent: row.trace_parent,
         })
     }
 }

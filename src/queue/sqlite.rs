@@ -153,6 +153,7 @@ impl JobStore for SqliteJobStore {
             .bind(caps.per_client())
             .bind(job.token_id.as_ref().map(TokenId::as_str))
             .bind(&job.request_id)
+            .bind(&job.trace_parent)
             .execute(&mut *acquire_within(&self.writer, self.request_patience).await?)
             .await?;
         let inserted = done.rows_affected() == 1;

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use super::{Context, Failure, Fault, moderate};
 use crate::ids::MediaId;
@@ -63,6 +64,7 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
         let thumbnail = side.map(|side| prepared.thumbnail(side)).transpose()?;
         Ok((bytes, prepared, thumbnail))
     })
+    .instrument(tracing::info_span!("prepare"))
     .await?;
     let pixel_time = started.elapsed();
     let metrics = &context.metrics;
@@ -70,7 +72,9 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
     metrics.stage(Stage::decode, prepared.timings.decode);
     if let (Some(moderation), Some(thumbnail)) = (moderation, thumbnail) {
         let started = std::time::Instant::now();
-        let checked = moderate::check(context, worker, job, &moderation, &thumbnail).await;
+        let checked = moderate::check(context, worker, job, &moderation, &thumbnail)
+            .instrument(tracing::info_span!("moderate"))
+            .await;
         metrics.stage(Stage::moderation, started.elapsed());
         checked?;
     }
@@ -79,6 +83,7 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
     let processed = off_thread(left, budget, move |stop| {
         pipeline::finish_until(&bytes, &prepared, &spec, stop)
     })
+    .instrument(tracing::info_span!("variants"))
     .await?;
     metrics.stage(Stage::resize, processed.timings.resize);
     metrics.stage(Stage::encode, processed.timings.encode);
@@ -86,7 +91,9 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
         metrics.stage(Stage::strip, processed.timings.strip);
     }
     let started = std::time::Instant::now();
-    let stored = store(context, job, media_id, processed).await;
+    let stored = store(context, job, media_id, processed)
+        .instrument(tracing::info_span!("store"))
+        .await;
     metrics.stage(Stage::store, started.elapsed());
     stored
 }
@@ -96,7 +103,7 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
 /// Past the limit the work is told to stop and this waits until it has: the thread cannot be
 /// killed, and returning at once would let the worker take its next job beside it, so a slow
 /// job would take CPU and memory beyond `concurrency`. The work checks between steps, and the
-/// work budget bounds each step, so the wait is short.
+/// work budget bounds each step, so the wait is short. What the work logs is in the caller's span.
 async fn off_thread<T: Send + 'static>(
     left: Duration,
     budget: Duration,
@@ -105,7 +112,8 @@ async fn off_thread<T: Send + 'static>(
     let stop = Stop::default();
     let mut running = tokio::task::spawn_blocking({
         let stop = stop.clone();
-        move || work(&stop)
+        let span = tracing::Span::current();
+        move || span.in_scope(|| work(&stop))
     });
     let ended = match tokio::time::timeout(left, &mut running).await {
         Ok(ended) => ended,

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::retry::Next;
 use super::{Context, Failure, attempt, retry};
 use crate::queue::{Failed, Job, QueueError, now_ms};
+use crate::traces;
 
 /// The first wait after a failed claim, doubled per failure in a row up to [`CLAIM_RETRY_MAX`].
 const CLAIM_RETRY_BASE: Duration = Duration::from_millis(100);
@@ -89,11 +90,13 @@ pub async fn drain(context: &Context, worker: &str) -> usize {
 }
 
 /// Runs one claimed job to its recorded outcome, refreshing the claim meanwhile. Its span
-/// carries the id of the request that uploaded it, so one search finds the upload's whole life.
+/// carries the id of the request that uploaded it, so one search finds the upload's whole life,
+/// and continues its trace.
 pub async fn run_job(context: &Context, worker: &str, job: Job) {
     let _busy = context.metrics.busy();
     let request = job.request_id.as_deref().unwrap_or("");
     let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts, request);
+    traces::continue_from(&span, job.trace_parent.as_deref());
     run_job_in_span(context, worker, job).instrument(span).await;
 }
 

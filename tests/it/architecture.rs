@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("storage", &["config", "ids"]),
     ("moderation", &["config"]),
     ("metrics", &["queue"]),
+    ("traces", &[]),
     ("intake", &["queue", "storage", "pipeline", "config", "ids"]),
     ("catalog", &["queue", "storage", "ids"]),
     (
@@ -22,6 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "storage",
             "moderation",
             "metrics",
+            "traces",
             "pipeline",
             "config",
             "ids",
@@ -31,7 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "intake", "catalog", "queue", "storage", "metrics", "config", "ids",
+            "intake", "catalog", "queue", "storage", "metrics", "traces", "config", "ids",
         ],
     ),
 ];

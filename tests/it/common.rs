@@ -337,6 +337,7 @@ impl TestServer {
             client: None,
             token_id: None,
             request_id: None,
+            trace_parent: None,
         };
         self.admin.jobs().insert(job, now_ms()).await.unwrap();
         id

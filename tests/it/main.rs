@@ -24,6 +24,8 @@ mod processes;
 mod queue;
 mod scale_out;
 mod status;
+#[cfg(feature = "otel")]
+mod telemetry;
 mod tokens;
 mod upload;
 mod worker;

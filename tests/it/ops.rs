@@ -27,12 +27,13 @@ async fn readyz_until(server: &TestServer, status: StatusCode) -> Value {
     }
 }
 
-/// The value of the sample `name{labels}` in a scrape (0 when absent).
+/// The value of the sample `name{labels}` in a scrape; a series missing fails the test.
 fn sample(scrape: &str, series: &str) -> f64 {
     scrape
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
+        .map(|value| value.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no {series} in the scrape:\n{scrape}"))
 }
 
 async fn scrape(server: &TestServer) -> String {

@@ -240,7 +240,7 @@ impl Drop for Proc {
 pub(crate) struct Server {
     pub(crate) proc: Proc,
     pub(crate) base: String,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Server {

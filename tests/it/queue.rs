@@ -36,6 +36,7 @@ fn new_job(source_id: &str, max_attempts: u32) -> NewJob {
         client: None,
         token_id: None,
         request_id: None,
+        trace_parent: None,
     }
 }
 
