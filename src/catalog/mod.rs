@@ -1,16 +1,20 @@
 //! The catalogue: what clients read and remove once uploads are queued. Jobs' reports (the job
 //! and its media) for the status route, media records, listing and deletion.
 //!
-//! It holds the job store and the object storage, and the settled-report cache (`settled`)
-//! that keeps the status route off the database for clients that poll in tight loops.
+//! It holds the job store and the object storage, the settled-report cache (`settled`) that
+//! keeps the status route off the database for clients that poll in tight loops, and the hub of
+//! clients waiting on a job (`waiting`).
 
 mod settled;
+mod waiting;
 
 use std::sync::Arc;
 
 use crate::ids::{JobId, MediaId};
 use crate::queue::{JobReport, JobStore, Media, MediaCursor, MediaPage, QueueError};
 use crate::storage::{Storage, StorageError};
+
+pub use waiting::Watch;
 
 /// The most media a client may ask for in one page (`limit`).
 pub const MAX_PAGE_LIMIT: u32 = 500;
@@ -36,12 +40,14 @@ pub struct Catalog {
     jobs: Arc<dyn JobStore>,
     storage: Storage,
     settled: Arc<settled::SettledJobs>,
+    waiting: Arc<waiting::Hub>,
 }
 
 impl Catalog {
     /// A catalogue over `jobs` and `storage`, with an empty settled-report cache.
     pub fn new(jobs: Arc<dyn JobStore>, storage: Storage) -> Catalog {
         Catalog {
+            waiting: Arc::new(waiting::Hub::new(Arc::clone(&jobs))),
             jobs,
             storage,
             settled: Arc::default(),
@@ -59,14 +65,42 @@ impl Catalog {
         if let Some(report) = self.settled.get(id) {
             return Ok(Some(JobReport::clone(&report)));
         }
-        let Some(job) = self.jobs.get(id).await? else {
+        let report = waiting::read_report(self.jobs.as_ref(), id).await?;
+        if let Some(report) = &report {
+            self.settled.remember(report);
+        }
+        Ok(report)
+    }
+
+    /// Starts watching job `id`: every change of its status from now on is seen by
+    /// [`Watch::next_after`]. Read the job with [`Watch::current`] after this, not before.
+    pub fn watch(&self, id: &JobId) -> Watch {
+        self.waiting.watch(id)
+    }
+
+    /// The job's report once it has ended (COMPLETE, REJECTED, FAILED), or as it is at
+    /// `deadline`, whichever comes first; `None` for an unknown id.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn wait_until_ended(
+        &self,
+        id: &JobId,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<JobReport>, QueueError> {
+        if let Some(report) = self.settled.get(id) {
+            return Ok(Some(JobReport::clone(&report)));
+        }
+        let mut watch = self.watch(id);
+        let Some(mut report) = watch.current().await? else {
             return Ok(None);
         };
-        let media = match &job.media_id {
-            Some(media_id) => self.jobs.get_media(media_id).await?,
-            None => None,
-        };
-        let report = JobReport { job, media };
+        while !report.job.status.is_terminal() {
+            match tokio::time::timeout_at(deadline, watch.next_after(&report)).await {
+                Ok(Some(next)) => report = JobReport::clone(&next),
+                Ok(None) | Err(_) => break,
+            }
+        }
         self.settled.remember(&report);
         Ok(Some(report))
     }

@@ -38,6 +38,9 @@ pub enum ApiError {
     /// 400 `INVALID_CURSOR`: a media page's `cursor` is not one this service gave out.
     #[error("Invalid cursor: pass the nextCursor of the previous page")]
     InvalidCursor,
+    /// 400 `INVALID_WAIT`: the status route's `wait` is not a number of seconds.
+    #[error("Invalid wait: expected a number of seconds from 0 to 30")]
+    InvalidWait,
     /// 400 `INVALID_TOKEN_REQUEST`: the token request's body is not the JSON it should be.
     #[error("Invalid token request: {0}")]
     InvalidTokenRequest(String),
@@ -120,6 +123,7 @@ impl ApiError {
             ApiError::InvalidMultipart(_)
             | ApiError::InvalidLimit
             | ApiError::InvalidCursor
+            | ApiError::InvalidWait
             | ApiError::InvalidTokenRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized
             | ApiError::NoUploadCredential
@@ -154,6 +158,7 @@ impl ApiError {
             ApiError::InvalidMultipart(_) => "INVALID_MULTIPART",
             ApiError::InvalidLimit => "INVALID_LIMIT",
             ApiError::InvalidCursor => "INVALID_CURSOR",
+            ApiError::InvalidWait => "INVALID_WAIT",
             ApiError::InvalidTokenRequest(_) => "INVALID_TOKEN_REQUEST",
             ApiError::Unauthorized
             | ApiError::NoUploadCredential

@@ -3,7 +3,8 @@
 //! | method | path | handler |
 //! |---|---|---|
 //! | POST | `{prefix}/upload` | [`upload::upload`] |
-//! | GET | `{prefix}/status/{jobId}` | [`status::status`] |
+//! | GET | `{prefix}/status/{jobId}[?wait=N]` | [`status::status`] |
+//! | GET | `{prefix}/status/{jobId}/events` (server-sent events) | [`events::events`] |
 //! | GET | `{prefix}/media?sourceType=&sourceId=[&limit=&cursor=]` | [`media::list`] |
 //! | GET | `{prefix}/media/{mediaId}` | [`media::get`] |
 //! | DELETE | `{prefix}/media/{mediaId}` | [`media::delete`] |
@@ -11,9 +12,9 @@
 //! | GET | `/files/{*key}` (local storage only) | [`files::serve`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | [`ops`] |
 //!
-//! With `[auth]`, each route but the status (unless `protect_status`) and `/files` needs an
-//! API key with its scope ([`auth`]); an upload token stands in for one on the upload and
-//! status routes.
+//! With `[auth]`, each route but the status and events (unless `protect_status`) and `/files`
+//! needs an API key with its scope ([`auth`]); an upload token stands in for one on the upload,
+//! status and events routes.
 //!
 //! Handlers see an [`AppState`]: the intake (uploads) and the catalogue (status, media), never
 //! the whole service; `/files` sees only the storage.
@@ -29,6 +30,7 @@ pub mod body;
 pub mod client;
 pub mod cors;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod hook;
 pub mod media;
@@ -135,21 +137,23 @@ pub fn api_router(state: AppState) -> Router {
         .layer(middleware::map_request(move |request| async move {
             body::paced(pace, request)
         }));
-    let status = if protect_status {
-        guard(
-            get(status::status),
-            &[Scope::Read],
-            Some(auth::TokenUse::Status),
-        )
-    } else {
-        get(status::status)
+    let status_route = |route: MethodRouter<AppState>| match protect_status {
+        true => guard(route, &[Scope::Read], Some(auth::TokenUse::Status)),
+        false => route,
     };
     let mut router = Router::new()
         .route(
             &format!("{prefix}/upload"),
             guard(upload, &[Scope::Upload], Some(auth::TokenUse::Upload)),
         )
-        .route(&format!("{prefix}/status/{{job_id}}"), status)
+        .route(
+            &format!("{prefix}/status/{{job_id}}"),
+            status_route(get(status::status)),
+        )
+        .route(
+            &format!("{prefix}/status/{{job_id}}/events"),
+            status_route(get(events::events)),
+        )
         .route(
             &format!("{prefix}/media"),
             guard(get(media::list), &[Scope::Read], None),

@@ -1,7 +1,12 @@
-//! `GET {prefix}/status/{jobId}`: where a job is, with the HTTP status the contract gives it.
+//! `GET {prefix}/status/{jobId}[?wait=N]`: where a job is, with the HTTP status the contract
+//! gives it; with `wait`, the answer comes the moment the job ends, or after N seconds.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
@@ -12,26 +17,85 @@ use crate::ids::JobId;
 use crate::intake::tokens::TokenError;
 use crate::queue::{JobErrorCode, JobReport, JobStatus};
 
-/// 202 while PENDING/PROCESSING, 200 COMPLETE with `media`, 400 REJECTED, 500 FAILED (with its
-/// `code` and safe `error` sentence), 404 unknown. With `protect_status`, an upload token
+/// The longest `?wait`; longer ones are cut to it (below common proxies' 60 s idle timeouts).
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// `Retry-After` of a 202 answer: when a client polling without `wait` should ask again.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// 202 while PENDING/PROCESSING (with `Retry-After`), 200 COMPLETE with `media`, 400
+/// REJECTED, 500 FAILED (with its `code` and safe `error` sentence), 404 unknown. `wait=N`
+/// (seconds, at most [`MAX_WAIT`]) holds a 202 until the job ends or N runs out; a `wait` that
+/// is not a number of seconds is 400 `INVALID_WAIT`. With `protect_status`, an upload token
 /// reads only the jobs it created (403 `FORBIDDEN` for others).
 pub async fn status(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     credential: Option<Extension<Credential>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let JobReport { job, media } = state
+) -> Result<Response, ApiError> {
+    let wait = query.get("wait").map(|w| parse_wait(w)).transpose()?;
+    let id = JobId::from_string(job_id);
+    let mut report = readable_report(&state, &id, credential.as_deref()).await?;
+    if let Some(wait) = wait.filter(|w| !w.is_zero())
+        && !report.job.status.is_terminal()
+    {
+        let deadline = tokio::time::Instant::now() + wait;
+        report = state
+            .catalog
+            .wait_until_ended(&id, deadline)
+            .await?
+            .ok_or(ApiError::JobNotFound)?;
+    }
+    Ok(answer(&state, &report))
+}
+
+/// The job's report, when it exists and the credential may read it.
+pub(super) async fn readable_report(
+    state: &AppState,
+    id: &JobId,
+    credential: Option<&Credential>,
+) -> Result<JobReport, ApiError> {
+    let report = state
         .catalog
-        .get_status(&JobId::from_string(job_id))
+        .get_status(id)
         .await?
         .ok_or(ApiError::JobNotFound)?;
-    if let Some(Extension(Credential::Token(grant))) = &credential
-        && job.token_id.as_ref() != Some(&grant.id)
+    if let Some(Credential::Token(grant)) = credential
+        && report.job.token_id.as_ref() != Some(&grant.id)
     {
         return Err(ApiError::Token(TokenError::OtherJob));
     }
+    Ok(report)
+}
+
+/// `wait` in seconds (fractions allowed): 0 to [`MAX_WAIT`], larger cut to it.
+fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let seconds: f64 = text.trim().parse().map_err(|_| ApiError::InvalidWait)?;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(ApiError::InvalidWait);
+    }
+    Ok(Duration::from_secs_f64(seconds.min(MAX_WAIT.as_secs_f64())))
+}
+
+/// The status answer of `report`: its HTTP status and body, and `Retry-After` on a 202.
+fn answer(state: &AppState, report: &JobReport) -> Response {
+    let (code, body) = status_body(state, report);
+    let mut response = (code, Json(body)).into_response();
+    if code == StatusCode::ACCEPTED {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+/// The HTTP status and JSON body the contract gives a job's report: what the status route
+/// answers and what every server-sent event carries.
+pub(super) fn status_body(state: &AppState, report: &JobReport) -> (StatusCode, Value) {
+    let job = &report.job;
     let status = job.status.as_str();
-    let (code, body) = match job.status {
+    match job.status {
         JobStatus::Pending | JobStatus::Processing => (
             StatusCode::ACCEPTED,
             json!({ "jobId": job.id, "status": status }),
@@ -41,7 +105,7 @@ pub async fn status(
             json!({
                 "jobId": job.id,
                 "status": status,
-                "media": media.map(|m| media_json(&state, &m)),
+                "media": report.media.as_ref().map(|m| media_json(state, m)),
             }),
         ),
         JobStatus::Rejected => (
@@ -62,12 +126,30 @@ pub async fn status(
                 json!({
                     "jobId": job.id,
                     "status": status,
-                    "error": job.error.unwrap_or_else(|| code.sentence().to_owned()),
+                    "error": job.error.clone().unwrap_or_else(|| code.sentence().to_owned()),
                     "code": code.as_str(),
                     "attempts": job.attempts,
                 }),
             )
         }
-    };
-    Ok((code, Json(body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_is_seconds_cut_to_the_maximum() {
+        assert_eq!(parse_wait("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_wait("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_wait("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_wait("3600").unwrap(), MAX_WAIT);
+        for bad in ["", "soon", "-1", "NaN", "inf", "1e999"] {
+            assert!(
+                matches!(parse_wait(bad), Err(ApiError::InvalidWait)),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -84,6 +84,11 @@ const POSTGRES: &[File] = &[
         "trace parent",
         include_str!("../../migrations/postgres/0007_trace_parent.sql"),
     ),
+    (
+        8,
+        "job changes",
+        include_str!("../../migrations/postgres/0008_job_changes.sql"),
+    ),
 ];
 
 /// The SQLite store's migrations.

@@ -10,6 +10,7 @@
 //! its claim changes nothing. Times are milliseconds since the Unix epoch and are passed in by
 //! the caller, so tests move the clock instead of sleeping.
 
+mod changes;
 mod error_code;
 mod migrations;
 mod postgres;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::{Migrate, Migrator};
 use tokio::sync::watch;
 
+pub use changes::{Change, Changes, SQLITE_POLL};
 pub use error_code::JobErrorCode;
 pub use postgres::PgJobStore;
 pub use sqlite::SqliteJobStore;
@@ -699,9 +701,15 @@ pub trait JobStore: Send + Sync + 'static {
     /// write-ahead log).
     async fn tidy(&self, now: Millis) -> Result<(), QueueError>;
 
+    /// The statuses of those of `ids` that exist, in one query however many: a waiter's
+    /// check of what it watches after [`Change::Any`].
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, QueueError>;
+
     /// A receiver whose value changes whenever a job may have become claimable.
     fn wake_ups(&self) -> watch::Receiver<u64>;
 
+    /// The feed of jobs' status changes, whichever process made them.
+    fn changes(&self) -> &Changes;
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The scale-out job store: PostgreSQL shared by any number of API and worker processes.
 //!
 //! Workers claim with `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait on each other
-//! nor take the same row. A trigger NOTIFYs whenever a job becomes PENDING; each process LISTENs
-//! on one connection and turns notifications into wake-ups of its idle workers. The channel is
-//! named after the schema, so deployments sharing a database in different schemas stay apart.
+//! nor take the same row. A trigger NOTIFYs whenever a job becomes PENDING, another whenever a
+//! job's status changes; each process LISTENs on one connection and turns notifications into
+//! wake-ups of its idle workers and published [`Change`]s. The channels are named after the
+//! schema, so deployments sharing a database in different schemas stay apart.
 
 use std::sync::Arc;
 
@@ -18,9 +19,9 @@ use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Failed, Job, JobCounts, JobErrorCode, JobId, JobStatus, JobStore, Media, MediaCursor, MediaId,
-    Millis, NewJob, PendingCaps, QueueError, TokenId, acquire_within, prepare_schema,
-    schema_current,
+    Change, Changes, Failed, Job, JobCounts, JobErrorCode, JobId, JobStatus, JobStore, Media,
+    MediaCursor, MediaId, Millis, NewJob, PendingCaps, QueueError, TokenId, acquire_within,
+    prepare_schema, schema_current,
 };
 use crate::config::DatabaseConfig;
 
@@ -36,9 +37,10 @@ const CLAIM: &str = "
                 FOR UPDATE SKIP LOCKED)
     RETURNING *";
 
-/// The LISTEN/NOTIFY channel of the current schema; PostgreSQL only (SQLite wakes its workers
-/// in-process). The trigger in the migration NOTIFYs the same name.
-const CHANNEL: &str = "SELECT 'xip_' || md5(current_schema())";
+/// The LISTEN/NOTIFY channels of the current schema: new jobs (migration 0001's trigger), and
+/// jobs' status changes with the job id as payload (0008's).
+const CHANNELS: &str =
+    "SELECT 'xip_' || md5(current_schema()), 'xip_' || md5(current_schema()) || '_changed'";
 
 /// Jobs and media in PostgreSQL.
 pub struct PgJobStore {
@@ -46,6 +48,7 @@ pub struct PgJobStore {
     /// How long a request waits for a connection.
     request_patience: std::time::Duration,
     wake: Arc<watch::Sender<u64>>,
+    changes: Changes,
     listener: AbortHandle,
 }
 
@@ -65,16 +68,25 @@ impl PgJobStore {
             .connect_with(options.application_name("ximagepipeline"))
             .await?;
         prepare_schema(&pool, &migrations::postgres(), config.migrate_on_start).await?;
-        let channel: String = sqlx::query_scalar(CHANNEL).fetch_one(&pool).await?;
+        let (new_jobs, changed): (String, String) =
+            sqlx::query_as(CHANNELS).fetch_one(&pool).await?;
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(&channel).await?;
+        listener
+            .listen_all([new_jobs.as_str(), changed.as_str()])
+            .await?;
         let wake = Arc::new(watch::Sender::new(0));
-        let listener =
-            tokio::spawn(relay_notifications(listener, Arc::clone(&wake))).abort_handle();
+        let changes = Changes::default();
+        let relay = Relay {
+            wake: Arc::clone(&wake),
+            changes: changes.clone(),
+            changed,
+        };
+        let listener = tokio::spawn(relay.run(listener)).abort_handle();
         Ok(PgJobStore {
             pool,
             request_patience: config.request_acquire_timeout,
             wake,
+            changes,
             listener,
         })
     }
@@ -111,23 +123,45 @@ impl Drop for PgJobStore {
     }
 }
 
-/// Wakes idle workers on every notification, and also whenever the listening connection was
-/// lost: jobs may have been queued meanwhile.
-async fn relay_notifications(mut listener: PgListener, wake: Arc<watch::Sender<u64>>) {
-    let bump = || wake.send_modify(|n| *n = n.wrapping_add(1));
-    loop {
-        match listener.try_recv().await {
-            Ok(Some(_)) => bump(),
-            Ok(None) => {
-                tracing::warn!("LISTEN connection to PostgreSQL lost; reconnected");
-                bump();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "LISTEN connection to PostgreSQL failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                bump();
+/// Turns notifications into wake-ups of idle workers and published changes.
+struct Relay {
+    wake: Arc<watch::Sender<u64>>,
+    changes: Changes,
+    /// The channel of status changes.
+    changed: String,
+}
+
+impl Relay {
+    /// Relays until aborted. When the listening connection was lost, anything may have
+    /// happened meanwhile: workers are woken and [`Change::Any`] is published.
+    async fn run(self, mut listener: PgListener) {
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) if n.channel() == self.changed => {
+                    self.changes
+                        .publish(Change::Job(JobId::from_string(n.payload().to_owned())));
+                }
+                Ok(Some(_)) => self.wake_workers(),
+                Ok(None) => {
+                    tracing::warn!("LISTEN connection to PostgreSQL lost; reconnected");
+                    self.missed();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection to PostgreSQL failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    self.missed();
+                }
             }
         }
+    }
+
+    fn wake_workers(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn missed(&self) {
+        self.wake_workers();
+        self.changes.publish(Change::Any);
     }
 }
 
@@ -454,7 +488,21 @@ impl JobStore for PgJobStore {
         Ok(())
     }
 
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, QueueError> {
+        let ids: Vec<&str> = ids.iter().map(JobId::as_str).collect();
+        let rows =
+            sqlx::query_as::<_, (String, String)>("SELECT id, status FROM jobs WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&mut *acquire_within(&self.pool, self.request_patience).await?)
+                .await?;
+        rows::statuses(rows)
+    }
+
     fn wake_ups(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    fn changes(&self) -> &Changes {
+        &self.changes
     }
 }

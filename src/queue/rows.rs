@@ -225,3 +225,14 @@ pub(super) fn counts(rows: Vec<(String, i64, Option<i64>)>) -> Result<JobCounts,
     }
     Ok(counts)
 }
+
+/// Rows of (id, status) as typed pairs.
+pub(super) fn statuses(rows: Vec<(String, String)>) -> Result<Vec<(JobId, JobStatus)>, QueueError> {
+    rows.into_iter()
+        .map(|(id, status)| {
+            let status = JobStatus::parse(&status)
+                .ok_or_else(|| QueueError::Corrupt(format!("unknown job status {status:?}")))?;
+            Ok((JobId::from_string(id), status))
+        })
+        .collect()
+}

@@ -6,7 +6,9 @@
 //! WAL lets run beside the writer. Writes that read first (claim) run in `BEGIN IMMEDIATE`, so
 //! another process on the same file cannot claim the same row either. The WAL is checkpointed
 //! and truncated by [`JobStore::tidy`], and kept to [`WAL_SIZE_LIMIT`] after each checkpoint.
-//! Idle workers are woken through an in-process channel.
+//! Idle workers are woken through an in-process channel. Status changes are published from
+//! this process's writes, and as [`Change::Any`] when another process has written to the file
+//! (`PRAGMA data_version`, checked every [`SQLITE_POLL`] while anyone is subscribed).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,14 +20,15 @@ use sqlx::sqlite::{
 };
 use sqlx::types::Json;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Failed, Job, JobCounts, JobErrorCode, JobId, JobStatus, JobStore, Media, MediaCursor, MediaId,
-    Millis, NewJob, PendingCaps, QueueError, TokenId, acquire_within, prepare_schema,
-    schema_current,
+    Change, Changes, Failed, Job, JobCounts, JobErrorCode, JobId, JobStatus, JobStore, Media,
+    MediaCursor, MediaId, Millis, NewJob, PendingCaps, QueueError, SQLITE_POLL, TokenId,
+    acquire_within, prepare_schema, schema_current,
 };
 use crate::config::DatabaseConfig;
 
@@ -58,6 +61,9 @@ pub struct SqliteJobStore {
     /// How long a request waits for a connection.
     request_patience: Duration,
     wake: watch::Sender<u64>,
+    changes: Changes,
+    /// The check for other processes' writes; `None` for an in-memory database.
+    other_writes: Option<AbortHandle>,
 }
 
 impl SqliteJobStore {
@@ -86,14 +92,32 @@ impl SqliteJobStore {
         // An in-memory database exists once per connection: there, one pool does everything.
         let readers = match in_memory {
             true => writer.clone(),
-            false => pool(config.max_connections).connect_with(options).await?,
+            false => {
+                pool(config.max_connections)
+                    .connect_with(options.clone())
+                    .await?
+            }
         };
+        let changes = Changes::default();
+        let other_writes = (!in_memory).then(|| {
+            tokio::spawn(watch_other_writes(options.clone(), changes.clone())).abort_handle()
+        });
         Ok(SqliteJobStore {
             writer,
             readers,
             request_patience: config.request_acquire_timeout,
             wake: watch::Sender::new(0),
+            changes,
+            other_writes,
         })
+    }
+
+    /// Publishes that job `id` changed, when `changed`; passes `changed` on.
+    fn changed(&self, id: &JobId, changed: bool) -> bool {
+        if changed {
+            self.changes.publish(Change::Job(id.clone()));
+        }
+        changed
     }
 
     fn wake_workers(&self) {
@@ -122,11 +146,57 @@ impl SqliteJobStore {
             .bind(now)
             .execute(&self.writer)
             .await?;
-        let put_back = done.rows_affected() == 1;
+        let put_back = self.changed(id, done.rows_affected() == 1);
         if put_back {
             self.wake_workers();
         }
         Ok(put_back)
+    }
+}
+
+impl Drop for SqliteJobStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.other_writes {
+            task.abort();
+        }
+    }
+}
+
+/// Publishes [`Change::Any`] whenever another connection (another process, or this one's
+/// writer) has committed to the file since the last look, while anyone is subscribed. Its own
+/// connection: `data_version` compares commits seen by one connection.
+async fn watch_other_writes(options: SqliteConnectOptions, changes: Changes) {
+    let mut tick = tokio::time::interval(SQLITE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<sqlx::SqliteConnection> = None;
+    let mut seen: Option<i64> = None;
+    loop {
+        tick.tick().await;
+        if changes.subscribers() == 0 {
+            seen = None;
+            continue;
+        }
+        if conn.is_none() {
+            conn = sqlx::SqliteConnection::connect_with(&options).await.ok();
+            seen = None;
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+            .fetch_one(&mut *c)
+            .await
+        {
+            Ok(version) => {
+                // The first look after a pause or a reconnect cannot tell what changed before it.
+                if seen != Some(version) {
+                    changes.publish(Change::Any);
+                }
+                seen = Some(version);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the database for other processes' writes");
+                conn = None;
+            }
+        }
     }
 }
 
@@ -185,7 +255,11 @@ impl JobStore for SqliteJobStore {
         }
         .await;
         super::close_if_failed(&mut conn, &row);
-        rows::optional(row?)
+        let job: Option<Job> = rows::optional(row?)?;
+        if let Some(job) = &job {
+            self.changed(&job.id, true);
+        }
+        Ok(job)
     }
 
     async fn start_attempt(
@@ -256,7 +330,7 @@ impl JobStore for SqliteJobStore {
         }
         .await;
         super::close_if_failed(&mut conn, &done);
-        Ok(done?)
+        Ok(self.changed(id, done?))
     }
 
     async fn record_moderation(
@@ -290,7 +364,7 @@ impl JobStore for SqliteJobStore {
             .bind(now)
             .execute(&self.writer)
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(self.changed(id, done.rows_affected() == 1))
     }
 
     async fn fail(
@@ -309,7 +383,7 @@ impl JobStore for SqliteJobStore {
             .bind(failed.upload_kept)
             .execute(&self.writer)
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(self.changed(id, done.rows_affected() == 1))
     }
 
     async fn retry(
@@ -345,6 +419,7 @@ impl JobStore for SqliteJobStore {
             .fetch_optional(&self.writer)
             .await?;
         if row.is_some() {
+            self.changed(id, true);
             self.wake_workers();
         }
         rows::optional(row)
@@ -357,6 +432,7 @@ impl JobStore for SqliteJobStore {
             .execute(&self.writer)
             .await?;
         if done.rows_affected() > 0 {
+            self.changes.publish(Change::Any);
             self.wake_workers();
         }
         Ok(done.rows_affected())
@@ -373,6 +449,7 @@ impl JobStore for SqliteJobStore {
             .fetch_all(&self.writer)
             .await?;
         if !rows.is_empty() {
+            self.changes.publish(Change::Any);
             self.wake_workers();
         }
         rows::all(rows)
@@ -479,7 +556,23 @@ impl JobStore for SqliteJobStore {
         Ok(())
     }
 
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, QueueError> {
+        let ids = serde_json::to_string(&ids.iter().map(JobId::as_str).collect::<Vec<_>>())
+            .expect("strings serialize");
+        let rows = sqlx::query_as::<_, (String, String)>(
+            "SELECT id, status FROM jobs WHERE id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(ids)
+        .fetch_all(&mut *acquire_within(&self.readers, self.request_patience).await?)
+        .await?;
+        rows::statuses(rows)
+    }
+
     fn wake_ups(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    fn changes(&self) -> &Changes {
+        &self.changes
     }
 }

@@ -15,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("metrics", &["queue"]),
     ("traces", &[]),
     ("intake", &["queue", "storage", "pipeline", "config", "ids"]),
-    ("catalog", &["queue", "storage", "ids"]),
+    ("catalog", &["queue", "storage", "config", "ids"]),
     (
         "worker",
         &[

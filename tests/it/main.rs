@@ -21,6 +21,7 @@ mod ops;
 mod originals;
 mod pipeline;
 mod processes;
+mod push;
 mod queue;
 mod scale_out;
 mod status;

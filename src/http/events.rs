@@ -1,0 +1,68 @@
+//! `GET {prefix}/status/{jobId}/events`: the job's status as server-sent events, for the
+//! browser's `EventSource`. One `status` event with the current body at once, one per change
+//! of status, and the stream ends after the final one (COMPLETE, REJECTED or FAILED): call
+//! `close()` on it then, or the browser connects again and is told the final status again.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+
+use super::auth::Credential;
+use super::status::{readable_report, status_body};
+use super::{ApiError, AppState};
+use crate::catalog::Watch;
+use crate::ids::JobId;
+use crate::queue::JobReport;
+
+/// The longest a stream stays open while its job runs: then it ends, and `EventSource`
+/// connects again and carries on from the current status.
+pub const MAX_STREAM: Duration = Duration::from_secs(300);
+
+/// The stream of a job's status bodies; 404 `JOB_NOT_FOUND` (and 401/403 with
+/// `protect_status`) are answered before it starts.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    credential: Option<Extension<Credential>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id = JobId::from_string(job_id);
+    // Watching before the first read: no change after it is missed.
+    let watch = state.catalog.watch(&id);
+    let report = readable_report(&state, &id, credential.as_deref()).await?;
+    let follow = Follow {
+        state,
+        watch,
+        last: report,
+        sent: false,
+        until: tokio::time::Instant::now() + MAX_STREAM,
+    };
+    let stream = futures::stream::unfold(follow, |mut follow| async move {
+        if follow.sent {
+            if follow.last.job.status.is_terminal() {
+                return None;
+            }
+            let next = follow.watch.next_after(&follow.last);
+            let next = tokio::time::timeout_at(follow.until, next).await.ok()??;
+            follow.last = JobReport::clone(&next);
+        }
+        follow.sent = true;
+        let (_, body) = status_body(&follow.state, &follow.last);
+        let event = Event::default().event("status").data(body.to_string());
+        Some((Ok(event), follow))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Where one stream stands.
+struct Follow {
+    state: AppState,
+    watch: Watch,
+    /// The last report read, sent once `sent`.
+    last: JobReport,
+    sent: bool,
+    until: tokio::time::Instant,
+}
