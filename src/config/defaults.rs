@@ -16,6 +16,8 @@ log_format = "text"
 # otlp_endpoint = "http://127.0.0.1:4318" exports spans to an OpenTelemetry collector (the
 # `otel` feature); unset, the standard OTEL_EXPORTER_OTLP_ENDPOINT does the same.
 max_file_size = 52428800
+# How long an upload's Idempotency-Key answers its repeats with the first job.
+idempotency_window_secs = 86400
 # The contract's types; a build without the `heif` feature leaves out AVIF and HEIC (and says so
 # at start-up). TIFF is supported but opt-in.
 allowed_mime_types = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/avif", "image/heic"]

@@ -117,6 +117,8 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// Largest accepted upload, in bytes.
     pub max_file_size: u64,
+    /// How long an upload's `Idempotency-Key` answers repeats with the first upload's job.
+    pub idempotency_window: std::time::Duration,
     /// MIME types (sniffed from bytes) that uploads may have, aliases written as the sniffed
     /// name (`image/heif` as `image/heic`).
     pub allowed_mime_types: Vec<String>,
@@ -247,6 +249,7 @@ impl Config {
             otlp_endpoint: server::http_url("otlp_endpoint", raw.otlp_endpoint)?,
             public_base_url: server::public_base_url(raw.public_base_url)?,
             max_file_size: uploads::max_file_size(raw.max_file_size)?,
+            idempotency_window: uploads::idempotency_window(raw.idempotency_window_secs)?,
             allowed_mime_types: uploads::allowed_mime_types(raw.allowed_mime_types)?,
             limits: uploads::limits(raw.max_pixels, raw.max_side, raw.max_decoded_bytes)?,
             moderation: moderation::read(raw.moderation, &source_types)?,

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub log_format: String,
     pub otlp_endpoint: Option<String>,
     pub max_file_size: u64,
+    pub idempotency_window_secs: u64,
     pub allowed_mime_types: Vec<String>,
     pub max_pixels: u64,
     pub max_side: u32,

@@ -89,6 +89,14 @@ pub fn limits(
     })
 }
 
+/// Checks `idempotency_window_secs`: at least a second.
+pub fn idempotency_window(secs: u64) -> Result<std::time::Duration, ConfigError> {
+    if secs == 0 {
+        return Err(invalid("idempotency_window_secs", "must be at least 1"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

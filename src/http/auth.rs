@@ -24,8 +24,12 @@ use crate::intake::tokens::{TOKEN_PREFIX, UploadGrant};
 /// What let a request through its route's guard.
 #[derive(Debug, Clone)]
 pub enum Credential {
-    /// An API key with the route's scope.
-    Key,
+    /// An API key with the route's scope, known by its SHA-256 (an upload's idempotency keys
+    /// are the key holder's own).
+    Key {
+        /// SHA-256 of the key.
+        sha256: [u8; 32],
+    },
     /// An upload token, which the handler holds to its source or its jobs.
     Token(UploadGrant),
 }
@@ -100,7 +104,9 @@ pub async fn check(State(required): State<Required>, request: Request, next: Nex
                 tracing::info!(key = %found.name, scope = scope.as_str(), "key lacks the scope");
                 return ApiError::Forbidden(scope).into_response();
             }
-            Some(Credential::Key)
+            Some(Credential::Key {
+                sha256: found.sha256,
+            })
         }
     };
     if let Some(credential) = credential {

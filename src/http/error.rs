@@ -182,12 +182,14 @@ impl ApiError {
             SubmitError::NoFile
             | SubmitError::MissingFields
             | SubmitError::UnknownSourceType(_)
-            | SubmitError::InvalidSourceId => StatusCode::BAD_REQUEST,
+            | SubmitError::InvalidSourceId
+            | SubmitError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             SubmitError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             SubmitError::TypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SubmitError::Unreadable(_)
             | SubmitError::TooManyPixels(_)
-            | SubmitError::OverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | SubmitError::OverBudget(_)
+            | SubmitError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             SubmitError::Storage(_) | SubmitError::Queue(_) | SubmitError::Busy { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -212,6 +214,8 @@ impl ApiError {
             SubmitError::Queue(_) => "QUEUE_UNAVAILABLE",
             SubmitError::Busy { .. } => "BUSY",
             SubmitError::TooManyPending { .. } => "TOO_MANY_PENDING",
+            SubmitError::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+            SubmitError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
         }
     }
 

@@ -9,7 +9,7 @@
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
-use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -20,7 +20,7 @@ use super::observe::{RequestId, TraceParent};
 use super::{ApiError, AppState, FORM_OVERHEAD, client};
 use crate::ids::JobId;
 use crate::intake::tokens::{TokenError, UploadGrant};
-use crate::intake::{Staged, SubmitError, Upload, Uploader};
+use crate::intake::{Idempotency, Staged, SubmitError, Upload, Uploader, is_valid_idempotency_key};
 
 /// Longest accepted text field (`sourceType`, `sourceId`).
 const MAX_FIELD_BYTES: usize = 1024;
@@ -52,6 +52,7 @@ pub async fn upload(
     if declared.is_some_and(|len| len > max_bytes + FORM_OVERHEAD) {
         return Err(SubmitError::FileTooLarge { max_bytes }.into());
     }
+    let idempotency_key = idempotency_key(&headers)?;
     let mut multipart = multipart.map_err(|_| SubmitError::NoFile)?;
     let mut form = Form::default();
     let request = Request {
@@ -69,14 +70,16 @@ pub async fn upload(
     let Some(staged) = form.staged else {
         return Err(SubmitError::NoFile.into());
     };
+    let scope = idempotency_scope(request.credential(), form.grant.as_ref());
     let uploader = Uploader {
         client: client.as_deref(),
         token: form.grant.as_ref().map(|g| &g.id),
         request_id: extensions.get::<RequestId>().map(|id| id.0.as_str()),
         trace_parent: extensions.get::<TraceParent>().map(|t| t.0.as_str()),
+        idempotency: idempotency_key.map(|key| Idempotency { scope: &scope, key }),
     };
     let size = staged.size;
-    let job_id = intake
+    let queued = intake
         .enqueue(
             staged,
             form.source_type.as_deref(),
@@ -84,8 +87,44 @@ pub async fn upload(
             uploader,
         )
         .await?;
+    if queued.replayed {
+        let mut response = accepted(&state, &queued.job_id);
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        return Ok(response);
+    }
     state.metrics.uploaded(size);
-    Ok(accepted(&state, &job_id))
+    Ok(accepted(&state, &queued.job_id))
+}
+
+/// The request header naming an upload's idempotency key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The answer header saying a 202 is an earlier upload's.
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The upload's `Idempotency-Key`, if it sent one; a malformed one is refused before the body
+/// is read.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, SubmitError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|key| is_valid_idempotency_key(key))
+        .map(Some)
+        .ok_or(SubmitError::InvalidIdempotencyKey)
+}
+
+/// Whose idempotency keys an upload's are: its upload token's, else its API key's, else
+/// everyone's (the API is open).
+fn idempotency_scope(credential: Option<&Credential>, grant: Option<&UploadGrant>) -> String {
+    match (grant, credential) {
+        (Some(grant), _) => format!("token:{}", grant.id),
+        (None, Some(Credential::Key { sha256 })) => format!("key:{}", hex::encode(sha256)),
+        _ => String::new(),
+    }
 }
 
 fn accepted(state: &AppState, job_id: &JobId) -> Response {
@@ -144,7 +183,10 @@ async fn read_form(
                 }
                 let filename = field.file_name().map(str::to_owned);
                 let limit = form.grant.as_ref().and_then(|g| g.max_bytes);
-                let upload = intake.begin_upload(filename, request.declared, limit)?;
+                let mut upload = intake.begin_upload(filename, request.declared, limit)?;
+                if request.headers.contains_key(IDEMPOTENCY_KEY) {
+                    upload = upload.keep_digest();
+                }
                 form.staged = Some(stage(upload, field, max_bytes).await?);
             }
             Some("sourceType") => form.source_type = Some(text(field, max_bytes).await?),
@@ -172,7 +214,7 @@ async fn judge(request: &Request<'_>, form: &Form) -> Result<Option<UploadGrant>
     let intake = &request.state.intake;
     let grant = match request.credential() {
         Some(Credential::Token(grant)) => Some(grant.clone()),
-        Some(Credential::Key) => None,
+        Some(Credential::Key { .. }) => None,
         None if request.anonymous() => {
             Some(form.grant.clone().ok_or(ApiError::NoUploadCredential)?)
         }

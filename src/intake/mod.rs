@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::ids::{JobId, TokenId};
 use crate::pipeline::{self, Limits, PipelineError, sniff::Sniffed};
-use crate::queue::{JobStore, NewJob, PendingCaps, QueueError, now_ms};
+use crate::queue::{IdempotencyKey, Inserted, JobStore, NewJob, PendingCaps, QueueError, now_ms};
 use crate::storage::{ObjectWriter, Storage, StorageError};
 use tokens::{MintedToken, TokenError, TokenRequest, TokenSigner, UploadGrant};
 
@@ -93,6 +94,13 @@ pub enum SubmitError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The `Idempotency-Key` is not 1 to 255 visible ASCII characters.
+    #[error("Invalid Idempotency-Key: expected 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    /// The `Idempotency-Key` was used, within its window, for an upload of another source or
+    /// file.
+    #[error("This Idempotency-Key was used for another upload (another source or file)")]
+    IdempotencyKeyReused,
 }
 
 impl From<PipelineError> for SubmitError {
@@ -125,6 +133,8 @@ pub struct UploadRules {
     pub pending_caps: PendingCaps,
     /// Signs and reads upload tokens, when `[auth] token_secret` is set.
     pub tokens: Option<TokenSigner>,
+    /// How long an `Idempotency-Key` answers repeats.
+    pub idempotency_window: Duration,
 }
 
 impl UploadRules {
@@ -146,6 +156,7 @@ impl UploadRules {
                 .as_ref()
                 .and_then(|auth| auth.tokens.as_ref())
                 .map(|t| TokenSigner::new(&t.secret, t.ttl)),
+            idempotency_window: config.idempotency_window,
         }
     }
 
@@ -196,6 +207,34 @@ pub struct Uploader<'a> {
     /// The W3C `traceparent` of the request's span, when it is traced: the worker's spans
     /// join that trace.
     pub trace_parent: Option<&'a str>,
+    /// The upload's `Idempotency-Key` and whose it is; the upload must have been staged with
+    /// its digest ([`Upload::keep_digest`]).
+    pub idempotency: Option<Idempotency<'a>>,
+}
+
+/// An upload's `Idempotency-Key`: a repeat with the same key, source and file within
+/// `idempotency_window_secs` gets the first upload's job and stores nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    /// Whose key it is: the caller's API key or upload token, empty when the API is open.
+    pub scope: &'a str,
+    /// The key, as checked by [`is_valid_idempotency_key`].
+    pub key: &'a str,
+}
+
+/// Whether `key` can be an `Idempotency-Key`: 1 to 255 visible ASCII characters.
+pub fn is_valid_idempotency_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A queued upload: its job, and whether it is an earlier upload's (a repeat under the same
+/// `Idempotency-Key`, which stored nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The job that runs (or ran) the upload.
+    pub job_id: JobId,
+    /// Whether the job is an earlier upload's.
+    pub replayed: bool,
 }
 
 /// Accepts uploads: stages them, checks them, queues their jobs. Cheap to clone.
@@ -220,6 +259,8 @@ pub struct Staged {
     pub head: Vec<u8>,
     /// The client's file name, if any.
     pub filename: Option<String>,
+    /// SHA-256 of its bytes, when asked for ([`Upload::keep_digest`]).
+    pub sha256: Option<[u8; 32]>,
     /// Its share of the memory budget, held until it is queued or refused.
     _budget: Option<OwnedSemaphorePermit>,
 }
@@ -234,10 +275,17 @@ pub struct Upload {
     size: u64,
     head: Vec<u8>,
     filename: Option<String>,
+    digest: Option<Sha256>,
     budget: OwnedSemaphorePermit,
 }
 
 impl Upload {
+    /// Computes the SHA-256 of the bytes as they pass, for an idempotency key's check.
+    pub fn keep_digest(mut self) -> Upload {
+        self.digest = Some(Sha256::new());
+        self
+    }
+
     /// Appends the next bytes of the file.
     ///
     /// # Errors
@@ -254,6 +302,9 @@ impl Upload {
             let take = (HEAD_BYTES - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..take]);
         }
+        if let Some(digest) = &mut self.digest {
+            digest.update(&chunk);
+        }
         self.writer.write(chunk).await.map_err(SubmitError::Storage)
     }
 
@@ -269,6 +320,7 @@ impl Upload {
             size: self.size,
             head: self.head,
             filename: self.filename,
+            sha256: self.digest.map(|d| d.finalize().into()),
             _budget: Some(self.budget),
         })
     }
@@ -411,6 +463,7 @@ impl Intake {
             size: 0,
             head: Vec::new(),
             filename,
+            digest: None,
             budget,
         })
     }
@@ -427,13 +480,15 @@ impl Intake {
     ) -> Result<JobId, SubmitError> {
         self.check_fields(Some(source_type), Some(source_id))?;
         let staged = self.stage_bytes(bytes).await?;
-        self.enqueue(
-            staged,
-            Some(source_type),
-            Some(source_id),
-            Uploader::default(),
-        )
-        .await
+        let queued = self
+            .enqueue(
+                staged,
+                Some(source_type),
+                Some(source_id),
+                Uploader::default(),
+            )
+            .await?;
+        Ok(queued.job_id)
     }
 
     /// Writes bytes the caller already holds to staging.
@@ -456,6 +511,7 @@ impl Intake {
             size,
             head,
             filename: None,
+            sha256: None,
             _budget: None,
         })
     }
@@ -467,26 +523,32 @@ impl Intake {
         }
     }
 
-    /// Checks a staged upload and inserts its job, recording its `uploader`; on any refusal
-    /// the staging object is deleted.
+    /// Checks a staged upload and inserts its job, recording its `uploader`; on any refusal,
+    /// and for a repeat under an idempotency key, the staging object is deleted.
     ///
     /// # Errors
-    /// Any [`SubmitError`] but `FileTooLarge`, in the contract's order; `TooManyPending` last,
-    /// checked in the insert itself.
+    /// Any [`SubmitError`] but `FileTooLarge`, in the contract's order; `TooManyPending` and
+    /// `IdempotencyKeyReused` last, checked in the insert itself.
     pub async fn enqueue(
         &self,
         staged: Staged,
         source_type: Option<&str>,
         source_id: Option<&str>,
         uploader: Uploader<'_>,
-    ) -> Result<JobId, SubmitError> {
+    ) -> Result<Queued, SubmitError> {
         let result = self
             .checked_insert(&staged, source_type, source_id, uploader)
             .await;
-        if result.is_err() {
+        if !matches!(
+            result,
+            Ok(Queued {
+                replayed: false,
+                ..
+            })
+        ) {
             self.discard(&staged).await;
         }
-        result.map(|()| staged.job_id)
+        result
     }
 
     async fn checked_insert(
@@ -495,7 +557,7 @@ impl Intake {
         source_type: Option<&str>,
         source_id: Option<&str>,
         uploader: Uploader<'_>,
-    ) -> Result<(), SubmitError> {
+    ) -> Result<Queued, SubmitError> {
         self.check_fields(source_type, source_id)?;
         if staged.size == 0 {
             return Err(PipelineError::Empty.into());
@@ -526,17 +588,31 @@ impl Intake {
             request_id: uploader.request_id.map(str::to_owned),
             trace_parent: uploader.trace_parent.map(str::to_owned),
         };
+        let now = now_ms();
+        let key = uploader.idempotency.map(|i| IdempotencyKey {
+            scope: i.scope.to_owned(),
+            key: i.key.to_owned(),
+            sha256: staged.sha256.map(hex::encode).unwrap_or_default(),
+            expires_at: now.saturating_add(self.rules.idempotency_window.as_millis() as i64),
+        });
         let inserted = self
             .jobs
-            .insert_capped(job, self.rules.pending_caps, now_ms())
+            .insert_keyed(job, self.rules.pending_caps, key.as_ref(), now)
             .await
             .map_err(SubmitError::Queue)?;
-        if inserted {
-            Ok(())
-        } else {
-            Err(SubmitError::TooManyPending {
+        match inserted {
+            Inserted::Job => Ok(Queued {
+                job_id: staged.job_id.clone(),
+                replayed: false,
+            }),
+            Inserted::Replay(job_id) => Ok(Queued {
+                job_id,
+                replayed: true,
+            }),
+            Inserted::Capped => Err(SubmitError::TooManyPending {
                 retry_after: PENDING_RETRY_AFTER,
-            })
+            }),
+            Inserted::KeyReused => Err(SubmitError::IdempotencyKeyReused),
         }
     }
 }

@@ -46,6 +46,11 @@ const SQLITE: &[File] = &[
         "trace parent",
         include_str!("../../migrations/sqlite/0007_trace_parent.sql"),
     ),
+    (
+        8,
+        "idempotency keys",
+        include_str!("../../migrations/sqlite/0008_idempotency_keys.sql"),
+    ),
 ];
 
 const POSTGRES: &[File] = &[
@@ -88,6 +93,11 @@ const POSTGRES: &[File] = &[
         8,
         "job changes",
         include_str!("../../migrations/postgres/0008_job_changes.sql"),
+    ),
+    (
+        9,
+        "idempotency keys",
+        include_str!("../../migrations/postgres/0009_idempotency_keys.sql"),
     ),
 ];
 

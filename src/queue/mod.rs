@@ -217,6 +217,33 @@ pub struct NewJob {
     pub trace_parent: Option<String>,
 }
 
+/// An upload's `Idempotency-Key`, recorded with the job it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// Whose key it is (its API key or upload token; empty when the API is open): the same key
+    /// of two callers names two uploads.
+    pub scope: String,
+    /// The key as the client sent it.
+    pub key: String,
+    /// SHA-256 of the uploaded file, in hexadecimal.
+    pub sha256: String,
+    /// Until when a repeat is answered with this upload's job.
+    pub expires_at: Millis,
+}
+
+/// What [`JobStore::insert_keyed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The job was inserted (and its key recorded).
+    Job,
+    /// The source or the client has too many pending jobs: nothing was written.
+    Capped,
+    /// The key holds this earlier job of the same source and file: nothing was written.
+    Replay(JobId),
+    /// The key holds an upload of another source or file: nothing was written.
+    KeyReused,
+}
+
 /// How many pending jobs (PENDING or PROCESSING) one source and one client may have before
 /// [`JobStore::insert_capped`] refuses another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -557,7 +584,25 @@ pub trait JobStore: Send + Sync + 'static {
         job: NewJob,
         caps: PendingCaps,
         now: Millis,
-    ) -> Result<bool, QueueError>;
+    ) -> Result<bool, QueueError> {
+        match self.insert_keyed(job, caps, None, now).await? {
+            Inserted::Job => Ok(true),
+            Inserted::Capped => Ok(false),
+            other => Err(QueueError::Corrupt(format!("{other:?} without a key"))),
+        }
+    }
+
+    /// [`insert_capped`](JobStore::insert_capped) under an upload's idempotency key, in one
+    /// transaction: the key is recorded with the job, or, when a live record holds it, nothing
+    /// is written and the answer is the earlier job (same source and file) or
+    /// [`Inserted::KeyReused`]. A capped insert records no key.
+    async fn insert_keyed(
+        &self,
+        job: NewJob,
+        caps: PendingCaps,
+        key: Option<&IdempotencyKey>,
+        now: Millis,
+    ) -> Result<Inserted, QueueError>;
 
     /// The job, if it exists.
     async fn get(&self, id: &JobId) -> Result<Option<Job>, QueueError>;

@@ -8,8 +8,8 @@ use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
 use super::{
-    Job, JobCounts, JobErrorCode, JobId, JobStatus, Media, MediaId, QueueError, StoredVariant,
-    TokenId,
+    IdempotencyKey, Inserted, Job, JobCounts, JobErrorCode, JobId, JobStatus, Media, MediaId,
+    NewJob, QueueError, StoredVariant, TokenId,
 };
 
 /// A `jobs` row.
@@ -235,4 +235,18 @@ pub(super) fn statuses(rows: Vec<(String, String)>) -> Result<Vec<(JobId, JobSta
             Ok((JobId::from_string(id), status))
         })
         .collect()
+}
+
+/// What a live idempotency key's record (job, source type, source id, SHA-256) means for a
+/// repeat of `job` under `key`: the same upload again, or the key reused for another.
+pub(super) fn held_key(
+    (job_id, source_type, source_id, sha256): (String, String, String, String),
+    job: &NewJob,
+    key: &IdempotencyKey,
+) -> Inserted {
+    if source_type == job.source_type && source_id == job.source_id && sha256 == key.sha256 {
+        Inserted::Replay(JobId::from_string(job_id))
+    } else {
+        Inserted::KeyReused
+    }
 }

@@ -26,9 +26,9 @@ use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Change, Changes, Failed, Job, JobCounts, JobErrorCode, JobId, JobStatus, JobStore, Media,
-    MediaCursor, MediaId, Millis, NewJob, PendingCaps, QueueError, SQLITE_POLL, TokenId,
-    acquire_within, prepare_schema, schema_current,
+    Change, Changes, Failed, IdempotencyKey, Inserted, Job, JobCounts, JobErrorCode, JobId,
+    JobStatus, JobStore, Media, MediaCursor, MediaId, Millis, NewJob, PendingCaps, QueueError,
+    SQLITE_POLL, TokenId, acquire_within, prepare_schema, schema_current,
 };
 use crate::config::DatabaseConfig;
 
@@ -202,32 +202,67 @@ async fn watch_other_writes(options: SqliteConnectOptions, changes: Changes) {
 
 #[async_trait]
 impl JobStore for SqliteJobStore {
-    async fn insert_capped(
+    async fn insert_keyed(
         &self,
         job: NewJob,
         caps: PendingCaps,
+        key: Option<&IdempotencyKey>,
         now: Millis,
-    ) -> Result<bool, QueueError> {
-        let done = sqlx::query(sql::INSERT_JOB)
-            .bind(job.id.as_str())
-            .bind(&job.source_type)
-            .bind(&job.source_id)
-            .bind(&job.staging_key)
-            .bind(&job.original_filename)
-            .bind(&job.mime_type)
-            .bind(job.file_size)
-            .bind(i64::from(job.max_attempts))
-            .bind(now)
-            .bind(&job.client)
-            .bind(caps.per_source())
-            .bind(caps.per_client())
-            .bind(job.token_id.as_ref().map(TokenId::as_str))
-            .bind(&job.request_id)
-            .bind(&job.trace_parent)
-            .execute(&mut *acquire_within(&self.writer, self.request_patience).await?)
-            .await?;
-        let inserted = done.rows_affected() == 1;
-        if inserted {
+    ) -> Result<Inserted, QueueError> {
+        let mut conn = acquire_within(&self.writer, self.request_patience).await?;
+        let inserted = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            if let Some(key) = key {
+                let claimed = sqlx::query(sql::CLAIM_IDEMPOTENCY_KEY)
+                    .bind(&key.scope)
+                    .bind(&key.key)
+                    .bind(job.id.as_str())
+                    .bind(&job.source_type)
+                    .bind(&job.source_id)
+                    .bind(&key.sha256)
+                    .bind(key.expires_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if claimed.rows_affected() == 0 {
+                    let held = sqlx::query_as(sql::HELD_IDEMPOTENCY_KEY)
+                        .bind(&key.scope)
+                        .bind(&key.key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.rollback().await?;
+                    return Ok(rows::held_key(held, &job, key));
+                }
+            }
+            let done = sqlx::query(sql::INSERT_JOB)
+                .bind(job.id.as_str())
+                .bind(&job.source_type)
+                .bind(&job.source_id)
+                .bind(&job.staging_key)
+                .bind(&job.original_filename)
+                .bind(&job.mime_type)
+                .bind(job.file_size)
+                .bind(i64::from(job.max_attempts))
+                .bind(now)
+                .bind(&job.client)
+                .bind(caps.per_source())
+                .bind(caps.per_client())
+                .bind(job.token_id.as_ref().map(TokenId::as_str))
+                .bind(&job.request_id)
+                .bind(&job.trace_parent)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok::<_, sqlx::Error>(Inserted::Capped);
+            }
+            tx.commit().await?;
+            Ok(Inserted::Job)
+        }
+        .await;
+        super::close_if_failed(&mut conn, &inserted);
+        let inserted = inserted?;
+        if inserted == Inserted::Job {
             self.wake_workers();
         }
         Ok(inserted)
@@ -545,6 +580,10 @@ impl JobStore for SqliteJobStore {
 
     async fn tidy(&self, now: Millis) -> Result<(), QueueError> {
         sqlx::query(sql::FORGET_SPENT_TOKENS)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        sqlx::query(sql::FORGET_IDEMPOTENCY_KEYS)
             .bind(now)
             .execute(&self.writer)
             .await?;

@@ -146,6 +146,30 @@ pub(super) const SPEND_TOKEN: &str = "
 /// Forgets spent tokens that expired before $1: they are refused as expired anyway.
 pub(super) const FORGET_SPENT_TOKENS: &str = "DELETE FROM spent_tokens WHERE expires_at < $1";
 
+/// Records idempotency key $2 of caller $1 for job $3 (source $4/$5, file $6), answering
+/// repeats until $7, unless the key is held by a job and not yet expired at $8: then nothing
+/// is written (0 rows). Inside the job's insert transaction, so a refused upload records
+/// nothing, and concurrent repeats wait on the first (PostgreSQL's unique index; SQLite's write
+/// lock) and then see its row.
+pub(super) const CLAIM_IDEMPOTENCY_KEY: &str = "
+    INSERT INTO idempotency_keys (scope, idem_key, job_id, source_type, source_id, sha256,
+                                  expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (scope, idem_key) DO UPDATE
+        SET job_id = excluded.job_id, source_type = excluded.source_type,
+            source_id = excluded.source_id, sha256 = excluded.sha256,
+            expires_at = excluded.expires_at
+        WHERE idempotency_keys.expires_at <= $8";
+
+/// The upload that holds idempotency key $2 of caller $1: job, source type and id, SHA-256.
+pub(super) const HELD_IDEMPOTENCY_KEY: &str = "
+    SELECT job_id, source_type, source_id, sha256 FROM idempotency_keys
+    WHERE scope = $1 AND idem_key = $2";
+
+/// Forgets idempotency keys expired before $1.
+pub(super) const FORGET_IDEMPOTENCY_KEYS: &str =
+    "DELETE FROM idempotency_keys WHERE expires_at < $1";
+
 /// Records a readiness check at $1: the database takes writes.
 pub(super) const TOUCH_READINESS: &str = "
     INSERT INTO readiness (id, checked_at) VALUES (1, $1)

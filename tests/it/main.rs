@@ -14,6 +14,7 @@ mod fairness;
 mod faults;
 mod files;
 mod fuzzed;
+mod idempotency;
 mod media;
 mod memory;
 mod moderation;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Failed, Job, JobCounts, JobErrorCode, JobStatus, JobStore, Media, MediaCursor, Millis, NewJob,
-    PendingCaps, PgJobStore, SqliteJobStore, StoredVariant,
+    Change, Failed, IdempotencyKey, Inserted, Job, JobCounts, JobErrorCode, JobStatus, JobStore,
+    Media, MediaCursor, Millis, NewJob, PendingCaps, PgJobStore, SqliteJobStore, StoredVariant,
 };
 use ximagepipeline::{JobId, MediaId, TokenId};
 
@@ -1026,6 +1026,146 @@ pub async fn operators_count_list_and_forget_jobs(store: &dyn JobStore) {
     store.check_ready(7_000).await.unwrap();
 }
 
+/// An idempotency key is recorded with its job: a repeat of the same source and file replays
+/// the first job, another source or file is told the key is reused, and nothing is written
+/// either way; a capped insert records no key; an expired key is free again, and `tidy`
+/// forgets it.
+pub async fn idempotency_keys_replay_refuse_and_expire(store: &dyn JobStore) {
+    let key = |sha: &str, expires_at| IdempotencyKey {
+        scope: "key:abc".into(),
+        key: "order-1".into(),
+        sha256: sha.into(),
+        expires_at,
+    };
+    let first = new_job("a", 1);
+    let first_id = first.id.clone();
+    let caps = PendingCaps::NONE;
+    let live = key("f00d", 10_000);
+    assert_eq!(
+        store
+            .insert_keyed(first, caps, Some(&live), 1_000)
+            .await
+            .unwrap(),
+        Inserted::Job
+    );
+    let repeat = new_job("a", 1);
+    let repeat_id = repeat.id.clone();
+    assert_eq!(
+        store
+            .insert_keyed(repeat, caps, Some(&live), 2_000)
+            .await
+            .unwrap(),
+        Inserted::Replay(first_id.clone())
+    );
+    assert!(store.get(&repeat_id).await.unwrap().is_none());
+    for (job, sha) in [(new_job("b", 1), "f00d"), (new_job("a", 1), "beef")] {
+        assert_eq!(
+            store
+                .insert_keyed(job, caps, Some(&key(sha, 10_000)), 3_000)
+                .await
+                .unwrap(),
+            Inserted::KeyReused
+        );
+    }
+    // Another caller's same key is another upload.
+    let other = IdempotencyKey {
+        scope: "key:def".into(),
+        ..live.clone()
+    };
+    assert_eq!(
+        store
+            .insert_keyed(new_job("a", 1), caps, Some(&other), 3_000)
+            .await
+            .unwrap(),
+        Inserted::Job
+    );
+
+    // Capped: the key is not taken.
+    let tight = PendingCaps {
+        source: 1,
+        client: u64::MAX,
+    };
+    let fresh = IdempotencyKey {
+        key: "order-2".into(),
+        ..live.clone()
+    };
+    assert_eq!(
+        store
+            .insert_keyed(new_job("a", 1), tight, Some(&fresh), 4_000)
+            .await
+            .unwrap(),
+        Inserted::Capped
+    );
+    assert_eq!(
+        store
+            .insert_keyed(new_job("c", 1), tight, Some(&fresh), 4_000)
+            .await
+            .unwrap(),
+        Inserted::Job
+    );
+
+    // Past its expiry the key makes a new job.
+    let later = new_job("b", 1);
+    let later_id = later.id.clone();
+    assert_eq!(
+        store
+            .insert_keyed(later, caps, Some(&key("beef", 30_000)), 10_000)
+            .await
+            .unwrap(),
+        Inserted::Job
+    );
+    assert_eq!(
+        store
+            .insert_keyed(new_job("b", 1), caps, Some(&key("beef", 30_000)), 11_000)
+            .await
+            .unwrap(),
+        Inserted::Replay(later_id)
+    );
+    store.tidy(40_000).await.unwrap();
+    assert_eq!(
+        store
+            .insert_keyed(new_job("z", 1), caps, Some(&key("0", 50_000)), 40_000)
+            .await
+            .unwrap(),
+        Inserted::Job,
+        "forgotten"
+    );
+}
+
+/// Every status change of a job is published on the store's feed: claim, retry, complete.
+pub async fn status_changes_are_published(store: &dyn JobStore) {
+    let mut changes = store.changes().subscribe();
+    let id = insert(store, "a", 3, 1_000).await;
+    let job = claim(store, "w1", 1_000).await;
+    assert!(
+        store
+            .retry(&id, "w1", JobErrorCode::TimedOut, "slow", 1_000, 1_100)
+            .await
+            .unwrap()
+    );
+    claim(store, "w1", 1_200).await;
+    assert!(
+        store
+            .complete(&id, "w1", &media_for(&job, 1_300), 1_400)
+            .await
+            .unwrap()
+    );
+    let mut seen = 0;
+    while seen < 4 {
+        let change = tokio::time::timeout(std::time::Duration::from_secs(10), changes.recv())
+            .await
+            .expect("a status change was not published")
+            .unwrap();
+        match change {
+            Change::Job(changed) => {
+                assert_eq!(changed, id);
+                seen += 1;
+            }
+            Change::Any => {}
+        }
+    }
+}
+
 conformance!(
     [sqlite => open_sqlite, postgres => open_postgres],
     [
@@ -1046,6 +1186,8 @@ conformance!(
         retry_and_rescue_wake_workers,
         tokens_are_spent_once_and_forgotten_after_expiry,
         operators_count_list_and_forget_jobs,
+        idempotency_keys_replay_refuse_and_expire,
+        status_changes_are_published,
     ]
 );
 
