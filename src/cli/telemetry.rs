@@ -10,12 +10,9 @@ use std::sync::Mutex;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{EnvFilter, fmt};
 use ximagepipeline::Config;
 use ximagepipeline::config::LogFormat;
-
-/// A layer of the one subscriber.
-type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// The running exporter, flushed by [`flush`] when the command ends.
 static EXPORTER: Mutex<Option<Exporter>> = Mutex::new(None);
@@ -25,24 +22,21 @@ static EXPORTER: Mutex<Option<Exporter>> = Mutex::new(None);
 pub fn init(config: &Config) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let lines: Boxed = match config.log_format {
-        LogFormat::Json => lines.json().flatten_event(true).boxed(),
-        LogFormat::Text => lines
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .boxed(),
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (json, text) = match config.log_format {
+        LogFormat::Json => (Some(fmt::layer().json().flatten_event(true)), None),
+        LogFormat::Text => (None, Some(fmt::layer().with_ansi(ansi))),
     };
-    let mut layers = vec![filter.boxed(), lines];
     let exporter = Exporter::start(config)?;
-    if let Some(exporter) = &exporter {
-        layers.push(exporter.layer());
-    }
-    if tracing_subscriber::registry()
-        .with(layers)
+    // The filter is global: what it refuses reaches no layer, the exporter's included.
+    let installed = tracing_subscriber::registry()
+        .with(span_layer(exporter.as_ref()))
+        .with(filter)
+        .with(json.map(|l| l.with_writer(std::io::stderr)))
+        .with(text.map(|l| l.with_writer(std::io::stderr)))
         .try_init()
-        .is_ok()
-        && let Some(exporter) = exporter
-    {
+        .is_ok();
+    if installed && let Some(exporter) = exporter {
         tracing::info!(
             endpoint = exporter.endpoint(),
             "exporting spans over OTLP/HTTP"
@@ -75,6 +69,27 @@ fn endpoint(config: &Config) -> Option<String> {
             .into_iter()
             .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
         })
+}
+
+/// The layer that hands spans to the exporter, when there is one.
+#[cfg(feature = "otel")]
+fn span_layer(
+    exporter: Option<&Exporter>,
+) -> Option<
+    tracing_opentelemetry::OpenTelemetryLayer<
+        tracing_subscriber::Registry,
+        opentelemetry_sdk::trace::SdkTracer,
+    >,
+> {
+    use opentelemetry::trace::TracerProvider;
+    let tracer = exporter?.provider.tracer("ximagepipeline");
+    Some(tracing_opentelemetry::layer().with_tracer(tracer))
+}
+
+/// Without the `otel` feature there is no span layer.
+#[cfg(not(feature = "otel"))]
+fn span_layer(_exporter: Option<&Exporter>) -> Option<tracing_subscriber::layer::Identity> {
+    None
 }
 
 #[cfg(feature = "otel")]
@@ -118,12 +133,6 @@ impl Exporter {
         &self.endpoint
     }
 
-    fn layer(&self) -> Boxed {
-        use opentelemetry::trace::TracerProvider;
-        let tracer = self.provider.tracer("ximagepipeline");
-        tracing_opentelemetry::layer().with_tracer(tracer).boxed()
-    }
-
     fn shutdown(self) {
         if let Err(e) = self.provider.shutdown() {
             eprintln!("could not send the last spans to {}: {e}", self.endpoint);
@@ -156,10 +165,6 @@ impl Exporter {
     }
 
     fn endpoint(&self) -> &str {
-        match *self {}
-    }
-
-    fn layer(&self) -> Boxed {
         match *self {}
     }
 

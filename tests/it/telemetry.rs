@@ -150,6 +150,14 @@ async fn an_upload_is_one_trace_across_the_api_and_worker_processes() {
     assert!(api.proc.terminate(STOP_DEADLINE).await.success());
     assert!(worker.terminate(STOP_DEADLINE).await.success());
 
+    // The exporter's own HTTP client logs below `info`: the filter keeps it out.
+    for name in ["api", "worker"] {
+        let log = env.log(name);
+        assert!(
+            !log.contains("TRACE") && !log.contains("DEBUG"),
+            "{name}: {log}"
+        );
+    }
     let spans = spans.lock().unwrap().clone();
     assert!(
         spans.iter().all(|s| s.service == "ximagepipeline"),
