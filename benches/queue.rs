@@ -117,6 +117,7 @@ fn new_job(n: usize) -> NewJob {
         token_id: None,
         request_id: None,
         trace_parent: None,
+        webhook_url: None,
     }
 }
 

@@ -39,6 +39,15 @@ impl Admin {
         claim::drain(&self.worker, worker).await
     }
 
+    /// Sends every webhook delivery due now, one at a time; how many were attempted (0 without
+    /// `[webhooks]`).
+    pub async fn send_due_webhooks(&self) -> usize {
+        match &self.worker.webhooks {
+            Some(sender) => sender.send_due().await,
+            None => 0,
+        }
+    }
+
     /// Runs one job already claimed by `worker` to its recorded outcome.
     pub async fn run_claimed_job(&self, worker: &str, job: Job) {
         claim::run_job(&self.worker, worker, job).await;

@@ -44,6 +44,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod storage;
 pub mod traces;
+pub mod webhooks;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -85,6 +86,9 @@ pub enum Error {
         #[source]
         source: StorageError,
     },
+    /// The webhook sender's HTTP client could not be built.
+    #[error("webhooks: cannot build the HTTP client")]
+    Webhooks(#[source] reqwest::Error),
 }
 
 impl From<CatalogError> for Error {
@@ -172,7 +176,7 @@ impl ImagePipeline {
                 }
             }
         }
-        Ok(ImagePipeline::compose(config, jobs, storage, moderation))
+        ImagePipeline::compose(config, jobs, storage, moderation)
     }
 
     /// Builds every part over the same stores.
@@ -181,17 +185,32 @@ impl ImagePipeline {
         jobs: Arc<dyn JobStore>,
         storage: Storage,
         moderation: Option<Moderation>,
-    ) -> ImagePipeline {
+    ) -> Result<ImagePipeline, Error> {
         let rules = intake::UploadRules::from_config(&config);
         let metrics = Arc::new(metrics::Metrics::new());
-        ImagePipeline {
-            intake: intake::Intake::new(Arc::clone(&jobs), storage.clone(), rules),
-            catalog: catalog::Catalog::new(Arc::clone(&jobs), storage.clone()),
-            worker: worker::Context::new(&config, jobs, storage, moderation, Arc::clone(&metrics)),
+        let catalog = catalog::Catalog::new(Arc::clone(&jobs), storage.clone());
+        let webhooks = config
+            .webhooks
+            .clone()
+            .map(|w| webhooks::Sender::new(Arc::clone(&jobs), catalog.clone(), w))
+            .transpose()
+            .map_err(Error::Webhooks)?;
+        let mut worker = worker::Context::new(
+            &config,
+            Arc::clone(&jobs),
+            storage.clone(),
+            moderation,
+            Arc::clone(&metrics),
+        );
+        worker.webhooks = webhooks;
+        Ok(ImagePipeline {
+            intake: intake::Intake::new(jobs, storage, rules),
+            catalog,
+            worker,
             config: Arc::new(config),
             upload_hook: None,
             metrics,
-        }
+        })
     }
 
     /// The validated configuration.

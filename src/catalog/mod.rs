@@ -6,6 +6,7 @@
 //! clients waiting on a job (`waiting`).
 
 mod settled;
+pub mod views;
 mod waiting;
 
 use std::sync::Arc;

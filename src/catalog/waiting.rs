@@ -214,6 +214,7 @@ mod tests {
             token_id: None,
             request_id: None,
             trace_parent: None,
+            webhook_url: None,
         }
     }
 

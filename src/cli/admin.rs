@@ -1,5 +1,6 @@
-//! The operator's commands: `jobs list|show|retry`, `media delete`, `config`, `check`. Each
-//! works on whichever database and storage the configuration names, SQLite or PostgreSQL.
+//! The operator's commands: `jobs list|show|retry`, `media delete`, `webhooks list|resend`,
+//! `config`, `check`. Each works on whichever database and storage the configuration names,
+//! SQLite or PostgreSQL.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,7 @@ use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use ximagepipeline::queue::{Job, JobStatus};
+use ximagepipeline::queue::{Job, JobStatus, now_ms};
 use ximagepipeline::{Config, ImagePipeline, JobId};
 
 use super::{CommonArgs, load_config};
@@ -40,6 +41,34 @@ enum JobsCommand {
     /// Puts a FAILED job whose upload was kept back to PENDING, its attempts reset.
     Retry {
         /// The job id.
+        id: String,
+    },
+}
+
+/// `webhooks …`.
+#[derive(Debug, Args)]
+pub struct WebhooksArgs {
+    #[command(subcommand)]
+    command: WebhooksCommand,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// The newest webhook deliveries, one line each: id, state, attempts, job, event, URL,
+    /// last error.
+    List {
+        /// Only the deliveries of this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Sends a delivery again: due now, its attempts reset.
+    Resend {
+        /// The delivery id (`dlv_…`).
         id: String,
     },
 }
@@ -262,4 +291,43 @@ fn job_json(job: &Job) -> serde_json::Value {
         "updatedAt": time(job.updated_at),
         "outageSince": job.outage_since.map(time),
     })
+}
+
+pub async fn run_webhooks(args: WebhooksArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = ImagePipeline::open(load_config(&args.common, None)?).await?;
+    let admin = pipeline.admin();
+    match args.command {
+        WebhooksCommand::List { job, limit } => {
+            let job = job.map(JobId::from_string);
+            let deliveries = admin
+                .jobs()
+                .list_deliveries(job.as_ref(), limit.clamp(1, 10_000))
+                .await?;
+            for d in deliveries {
+                let url = if d.url.is_empty() {
+                    "[webhooks] url"
+                } else {
+                    &d.url
+                };
+                println!(
+                    "{}  {:<9}  attempts {:>2}  {}  {:<13}  {}  {}",
+                    d.id,
+                    d.status.as_str(),
+                    d.attempts,
+                    d.job_id,
+                    d.event,
+                    url,
+                    d.last_error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        WebhooksCommand::Resend { id } => {
+            if !admin.jobs().resend_delivery(&id, now_ms()).await? {
+                eprintln!("no delivery {id}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("{id} is due again");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

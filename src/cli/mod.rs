@@ -44,6 +44,8 @@ enum Command {
     Jobs(admin::JobsArgs),
     /// Delete every media of a source.
     Media(admin::MediaArgs),
+    /// List webhook deliveries, or send one again.
+    Webhooks(admin::WebhooksArgs),
     /// Print the effective configuration: each value (secrets masked) and where it came from.
     Config(CommonArgs),
     /// Check the database, storage, the formats built in and the model file.
@@ -135,6 +137,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(args) => run_token(args),
         Command::Jobs(args) => runtime.block_on(admin::run_jobs(args)),
         Command::Media(args) => runtime.block_on(admin::run_media(args)),
+        Command::Webhooks(args) => runtime.block_on(admin::run_webhooks(args)),
         Command::Config(args) => admin::run_config(&args),
         Command::Check(args) => runtime.block_on(admin::run_check(&args)),
     };

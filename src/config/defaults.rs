@@ -203,3 +203,23 @@ pub fn auth_signed_url_ttl_secs() -> u64 {
 pub fn auth_token_ttl_secs() -> u64 {
     600
 }
+
+/// Attempts at a webhook delivery before it is given up (about 17 hours with the backoff).
+pub fn webhooks_max_attempts() -> u32 {
+    12
+}
+
+/// How long a receiver may take to answer.
+pub fn webhooks_timeout_secs() -> u64 {
+    10
+}
+
+/// The wait before the first retry; it doubles with each attempt.
+pub fn webhooks_first_retry_secs() -> u64 {
+    30
+}
+
+/// The longest wait between two attempts.
+pub fn webhooks_max_retry_secs() -> u64 {
+    3 * 3600
+}

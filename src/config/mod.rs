@@ -18,6 +18,7 @@ mod server;
 mod shape;
 mod sources;
 mod uploads;
+mod webhooks;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ use sources::Layers;
 pub use sources::Origin;
 use toml::Table;
 pub use uploads::{MISSING_FORMATS, SUPPORTED_MIME_TYPES};
+pub use webhooks::WebhooksConfig;
 pub use worker::WorkerConfig;
 
 use crate::pipeline::{Limits, OutputSpec, VariantSpec};
@@ -149,6 +151,8 @@ pub struct Config {
     pub cors: CorsConfig,
     /// API keys; `None` when the API is open.
     pub auth: Option<AuthConfig>,
+    /// Where jobs' ends are sent (`[webhooks]`); `None` sends nothing.
+    pub webhooks: Option<WebhooksConfig>,
     /// Worker pool settings.
     pub worker: WorkerConfig,
     /// Content moderation; `None` when off.
@@ -262,6 +266,7 @@ impl Config {
             fairness: FairnessConfig::read(&raw.fairness)?,
             cors: CorsConfig::read(raw.cors)?,
             auth,
+            webhooks: webhooks::read(raw.webhooks)?,
             worker: worker::read(raw.worker)?,
             data_dir,
             variants,

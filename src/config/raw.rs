@@ -43,6 +43,7 @@ pub struct RawConfig {
     pub cors: RawCors,
     pub moderation: Option<RawModeration>,
     pub auth: Option<RawAuth>,
+    pub webhooks: Option<RawWebhooks>,
 }
 
 /// A `[variants.<name>]` table.
@@ -206,4 +207,26 @@ pub struct RawHttpModerator {
     pub bearer_token: Option<String>,
     #[serde(default = "defaults::moderation_http_image_side")]
     pub image_side: u32,
+}
+
+/// The `[webhooks]` table; absent means no job's end is sent anywhere.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhooks {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub allowed_callback_hosts: Vec<String>,
+    #[serde(default)]
+    pub allow_private_targets: bool,
+    #[serde(default = "defaults::webhooks_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "defaults::webhooks_timeout_secs")]
+    pub timeout_secs: u64,
+    #[serde(default = "defaults::webhooks_first_retry_secs")]
+    pub first_retry_secs: u64,
+    #[serde(default = "defaults::webhooks_max_retry_secs")]
+    pub max_retry_secs: u64,
 }

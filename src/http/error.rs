@@ -183,7 +183,8 @@ impl ApiError {
             | SubmitError::MissingFields
             | SubmitError::UnknownSourceType(_)
             | SubmitError::InvalidSourceId
-            | SubmitError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            | SubmitError::InvalidIdempotencyKey
+            | SubmitError::InvalidCallbackUrl => StatusCode::BAD_REQUEST,
             SubmitError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             SubmitError::TypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SubmitError::Unreadable(_)
@@ -215,6 +216,7 @@ impl ApiError {
             SubmitError::Busy { .. } => "BUSY",
             SubmitError::TooManyPending { .. } => "TOO_MANY_PENDING",
             SubmitError::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+            SubmitError::InvalidCallbackUrl => "INVALID_CALLBACK_URL",
             SubmitError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
         }
     }

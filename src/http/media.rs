@@ -1,57 +1,18 @@
 //! Media routes: get one, list a source's media (newest first), delete one with its objects.
-//! Also the media object's JSON shape, shared with the status route.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::{TimeZone, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
+use crate::catalog::views::media_json;
 use crate::catalog::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::ids::MediaId;
 use crate::intake::SubmitError;
-use crate::queue::{Media, MediaCursor};
-
-/// The media object of the contract: ids, absolute URLs, displayed size, ratio, blurhash.
-pub fn media_json(state: &AppState, media: &Media) -> Value {
-    let urls: Map<String, Value> = media
-        .variants
-        .iter()
-        .map(|(name, v)| {
-            (
-                name.clone(),
-                Value::String(state.catalog.public_url(&v.key)),
-            )
-        })
-        .collect();
-    let variants: Map<String, Value> = media
-        .variants
-        .iter()
-        .map(|(name, v)| {
-            (
-                name.clone(),
-                json!({ "width": v.width, "height": v.height }),
-            )
-        })
-        .collect();
-    json!({
-        "id": media.id,
-        "sourceType": media.source_type,
-        "sourceId": media.source_id,
-        "urls": urls,
-        "variants": variants,
-        "originalUrl": media.original_key.as_deref().map(|k| state.catalog.public_url(k)),
-        "width": media.width,
-        "height": media.height,
-        "aspectRatio": media.aspect_ratio,
-        "blurhash": media.blurhash,
-        "format": media.format,
-        "createdAt": Utc.timestamp_millis_opt(media.created_at).single().map(|t| t.to_rfc3339()),
-    })
-}
+use crate::queue::MediaCursor;
 
 /// `GET {prefix}/media/{mediaId}`: 200 the media object, 404 `MEDIA_NOT_FOUND`.
 pub async fn get(
@@ -63,7 +24,7 @@ pub async fn get(
         .get_media(&MediaId::from_string(media_id))
         .await?
         .ok_or(ApiError::MediaNotFound)?;
-    Ok(Json(media_json(&state, &media)))
+    Ok(Json(media_json(&state.catalog, &media)))
 }
 
 /// `GET {prefix}/media?sourceType=&sourceId=[&limit=&cursor=]`: 200 `{"media": [...],
@@ -96,7 +57,11 @@ pub async fn list(
         .catalog
         .media_page(source_type, source_id, after.as_ref(), limit)
         .await?;
-    let items: Vec<Value> = page.media.iter().map(|m| media_json(&state, m)).collect();
+    let items: Vec<Value> = page
+        .media
+        .iter()
+        .map(|m| media_json(&state.catalog, m))
+        .collect();
     let next = page.next.map(|c| c.to_string());
     Ok(Json(json!({ "media": items, "nextCursor": next })))
 }

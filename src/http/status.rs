@@ -8,14 +8,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::auth::Credential;
-use super::media::media_json;
 use super::{ApiError, AppState};
+use crate::catalog::views::status_json;
 use crate::ids::JobId;
 use crate::intake::tokens::TokenError;
-use crate::queue::{JobErrorCode, JobReport, JobStatus};
+use crate::queue::{JobReport, JobStatus};
 
 /// The longest `?wait`; longer ones are cut to it (below common proxies' 60 s idle timeouts).
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -93,46 +93,13 @@ fn answer(state: &AppState, report: &JobReport) -> Response {
 /// The HTTP status and JSON body the contract gives a job's report: what the status route
 /// answers and what every server-sent event carries.
 pub(super) fn status_body(state: &AppState, report: &JobReport) -> (StatusCode, Value) {
-    let job = &report.job;
-    let status = job.status.as_str();
-    match job.status {
-        JobStatus::Pending | JobStatus::Processing => (
-            StatusCode::ACCEPTED,
-            json!({ "jobId": job.id, "status": status }),
-        ),
-        JobStatus::Complete => (
-            StatusCode::OK,
-            json!({
-                "jobId": job.id,
-                "status": status,
-                "media": report.media.as_ref().map(|m| media_json(state, m)),
-            }),
-        ),
-        JobStatus::Rejected => (
-            StatusCode::BAD_REQUEST,
-            json!({
-                "jobId": job.id,
-                "status": status,
-                "reason": "Content moderation failed",
-                "moderationDetails": job.moderation_details,
-            }),
-        ),
-        JobStatus::Failed => {
-            // Every FAILED row has a code (migration 0002 gave old rows INTERNAL); the fallback
-            // only keeps the body whole.
-            let code = job.error_code.unwrap_or(JobErrorCode::Internal);
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({
-                    "jobId": job.id,
-                    "status": status,
-                    "error": job.error.clone().unwrap_or_else(|| code.sentence().to_owned()),
-                    "code": code.as_str(),
-                    "attempts": job.attempts,
-                }),
-            )
-        }
-    }
+    let code = match report.job.status {
+        JobStatus::Pending | JobStatus::Processing => StatusCode::ACCEPTED,
+        JobStatus::Complete => StatusCode::OK,
+        JobStatus::Rejected => StatusCode::BAD_REQUEST,
+        JobStatus::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (code, status_json(&state.catalog, report))
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ struct Form {
     /// The upload token the upload came with (as `Authorization` or as the `token` field, for
     /// a browser form), recorded on its job.
     grant: Option<UploadGrant>,
+    /// Where the job's end is to be sent, if not to `[webhooks] url`.
+    callback_url: Option<String>,
 }
 
 /// Accepts an upload: 202 with `jobId`, `message`, `statusUrl` and a `Location` header.
@@ -70,6 +72,13 @@ pub async fn upload(
     let Some(staged) = form.staged else {
         return Err(SubmitError::NoFile.into());
     };
+    let webhook_url = match intake.rules().webhook_target(form.callback_url.as_deref()) {
+        Ok(target) => target,
+        Err(e) => {
+            intake.discard(&staged).await;
+            return Err(e.into());
+        }
+    };
     let scope = idempotency_scope(request.credential(), form.grant.as_ref());
     let uploader = Uploader {
         client: client.as_deref(),
@@ -77,6 +86,7 @@ pub async fn upload(
         request_id: extensions.get::<RequestId>().map(|id| id.0.as_str()),
         trace_parent: extensions.get::<TraceParent>().map(|t| t.0.as_str()),
         idempotency: idempotency_key.map(|key| Idempotency { scope: &scope, key }),
+        webhook_url: webhook_url.as_deref(),
     };
     let size = staged.size;
     let queued = intake
@@ -191,6 +201,9 @@ async fn read_form(
             }
             Some("sourceType") => form.source_type = Some(text(field, max_bytes).await?),
             Some("sourceId") => form.source_id = Some(text(field, max_bytes).await?),
+            Some("callbackUrl") if !request.anonymous() || form.grant.is_some() => {
+                form.callback_url = Some(text(field, max_bytes).await?);
+            }
             Some("token") => {
                 let token = text(field, max_bytes).await?;
                 if request.anonymous() && form.grant.is_none() {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::Config;
+use crate::config::{Config, WebhooksConfig};
 use crate::ids::{JobId, TokenId};
 use crate::pipeline::{self, Limits, PipelineError, sniff::Sniffed};
 use crate::queue::{IdempotencyKey, Inserted, JobStore, NewJob, PendingCaps, QueueError, now_ms};
@@ -97,6 +97,10 @@ pub enum SubmitError {
     /// The `Idempotency-Key` is not 1 to 255 visible ASCII characters.
     #[error("Invalid Idempotency-Key: expected 1 to 255 visible ASCII characters")]
     InvalidIdempotencyKey,
+    /// The `callbackUrl` is not an http(s) URL of a host `[webhooks] allowed_callback_hosts`
+    /// names.
+    #[error("callbackUrl must be an http(s) URL on a host this service allows")]
+    InvalidCallbackUrl,
     /// The `Idempotency-Key` was used, within its window, for an upload of another source or
     /// file.
     #[error("This Idempotency-Key was used for another upload (another source or file)")]
@@ -135,6 +139,8 @@ pub struct UploadRules {
     pub tokens: Option<TokenSigner>,
     /// How long an `Idempotency-Key` answers repeats.
     pub idempotency_window: Duration,
+    /// Where jobs' ends are sent, if anywhere.
+    pub webhooks: Option<WebhooksConfig>,
 }
 
 impl UploadRules {
@@ -157,6 +163,38 @@ impl UploadRules {
                 .and_then(|auth| auth.tokens.as_ref())
                 .map(|t| TokenSigner::new(&t.secret, t.ttl)),
             idempotency_window: config.idempotency_window,
+            webhooks: config.webhooks.clone(),
+        }
+    }
+
+    /// Where an upload's end is sent: its `callbackUrl` when `[webhooks]
+    /// allowed_callback_hosts` names its host, else `""` (the configured `url`) when there is
+    /// one, else nowhere.
+    ///
+    /// # Errors
+    /// `InvalidCallbackUrl` for a `callbackUrl` that is not an http(s) URL of an allowed host.
+    pub fn webhook_target(&self, callback: Option<&str>) -> Result<Option<String>, SubmitError> {
+        let Some(webhooks) = &self.webhooks else {
+            return match callback {
+                Some(_) => Err(SubmitError::InvalidCallbackUrl),
+                None => Ok(None),
+            };
+        };
+        let Some(callback) = callback else {
+            return Ok(webhooks.url.as_ref().map(|_| String::new()));
+        };
+        let uri: axum::http::Uri = callback
+            .parse()
+            .map_err(|_| SubmitError::InvalidCallbackUrl)?;
+        let allowed = matches!(uri.scheme_str(), Some("http" | "https"))
+            && callback.len() <= 2048
+            && uri.host().is_some_and(|host| {
+                let host = host.to_ascii_lowercase();
+                webhooks.allowed_callback_hosts.contains(&host)
+            });
+        match allowed {
+            true => Ok(Some(callback.to_owned())),
+            false => Err(SubmitError::InvalidCallbackUrl),
         }
     }
 
@@ -210,6 +248,8 @@ pub struct Uploader<'a> {
     /// The upload's `Idempotency-Key` and whose it is; the upload must have been staged with
     /// its digest ([`Upload::keep_digest`]).
     pub idempotency: Option<Idempotency<'a>>,
+    /// Where the job's end is sent: a checked `callbackUrl`, `""` for `[webhooks] url`.
+    pub webhook_url: Option<&'a str>,
 }
 
 /// An upload's `Idempotency-Key`: a repeat with the same key, source and file within
@@ -587,6 +627,7 @@ impl Intake {
             token_id: uploader.token.cloned(),
             request_id: uploader.request_id.map(str::to_owned),
             trace_parent: uploader.trace_parent.map(str::to_owned),
+            webhook_url: uploader.webhook_url.map(str::to_owned),
         };
         let now = now_ms();
         let key = uploader.idempotency.map(|i| IdempotencyKey {

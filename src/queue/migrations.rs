@@ -51,6 +51,11 @@ const SQLITE: &[File] = &[
         "idempotency keys",
         include_str!("../../migrations/sqlite/0008_idempotency_keys.sql"),
     ),
+    (
+        9,
+        "webhooks",
+        include_str!("../../migrations/sqlite/0009_webhooks.sql"),
+    ),
 ];
 
 const POSTGRES: &[File] = &[
@@ -98,6 +103,11 @@ const POSTGRES: &[File] = &[
         9,
         "idempotency keys",
         include_str!("../../migrations/postgres/0009_idempotency_keys.sql"),
+    ),
+    (
+        10,
+        "webhooks",
+        include_str!("../../migrations/postgres/0010_webhooks.sql"),
     ),
 ];
 

@@ -11,6 +11,7 @@
 //! the caller, so tests move the clock instead of sleeping.
 
 mod changes;
+mod deliveries;
 mod error_code;
 mod migrations;
 mod postgres;
@@ -26,6 +27,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use tokio::sync::watch;
 
 pub use changes::{Change, Changes, SQLITE_POLL};
+pub use deliveries::{Attempted, Delivery, DeliveryStatus};
 pub use error_code::JobErrorCode;
 pub use postgres::PgJobStore;
 pub use sqlite::SqliteJobStore;
@@ -215,6 +217,9 @@ pub struct NewJob {
     /// The W3C `traceparent` of the upload's span (the `otel` feature): the worker's spans
     /// join that trace.
     pub trace_parent: Option<String>,
+    /// Where its end is sent: its upload's `callbackUrl`, `""` for `[webhooks] url`, `None`
+    /// for nowhere.
+    pub webhook_url: Option<String>,
 }
 
 /// An upload's `Idempotency-Key`, recorded with the job it made.
@@ -340,6 +345,8 @@ pub struct Job {
     pub request_id: Option<String>,
     /// The W3C `traceparent` of the upload's span, if it was traced.
     pub trace_parent: Option<String>,
+    /// Where its end is sent (see [`NewJob::webhook_url`]).
+    pub webhook_url: Option<String>,
 }
 
 impl Job {
@@ -380,6 +387,7 @@ impl Job {
             token_id: None,
             request_id: None,
             trace_parent: None,
+            webhook_url: None,
         }
     }
 }
@@ -745,6 +753,39 @@ pub trait JobStore: Send + Sync + 'static {
     /// forgets spent tokens past their expiry (and SQLite checkpoints and truncates its
     /// write-ahead log).
     async fn tidy(&self, now: Millis) -> Result<(), QueueError>;
+
+    /// Leases the earliest due webhook delivery until `lease_until`, counting the attempt;
+    /// `None` when nothing is due.
+    async fn claim_delivery(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<Delivery>, QueueError>;
+
+    /// Records how the attempt of a `claimed` delivery (as [`claim_delivery`] gave it)
+    /// ended; `false` (nothing written) when it has been settled or claimed again since.
+    ///
+    /// [`claim_delivery`]: JobStore::claim_delivery
+    async fn settle_delivery(
+        &self,
+        claimed: &Delivery,
+        outcome: &Attempted,
+        now: Millis,
+    ) -> Result<bool, QueueError>;
+
+    /// The newest `limit` deliveries, of one job or of all.
+    async fn list_deliveries(
+        &self,
+        job: Option<&JobId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Makes a delivery due again now with its attempts reset (an operator's resend); `false`
+    /// for an unknown id.
+    async fn resend_delivery(&self, id: &str, now: Millis) -> Result<bool, QueueError>;
+
+    /// When the earliest pending delivery is due.
+    async fn next_delivery_at(&self) -> Result<Option<Millis>, QueueError>;
 
     /// The statuses of those of `ids` that exist, in one query however many: a waiter's
     /// check of what it watches after [`Change::Any`].

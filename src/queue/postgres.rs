@@ -15,13 +15,14 @@ use sqlx::types::Json;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+use super::deliveries::{self, DeliveryRow};
 use super::migrations;
 use super::rows::{self, JobRow, MediaRow};
 use super::statements as sql;
 use super::{
-    Change, Changes, Failed, IdempotencyKey, Inserted, Job, JobCounts, JobErrorCode, JobId,
-    JobStatus, JobStore, Media, MediaCursor, MediaId, Millis, NewJob, PendingCaps, QueueError,
-    TokenId, acquire_within, prepare_schema, schema_current,
+    Attempted, Change, Changes, Delivery, Failed, IdempotencyKey, Inserted, Job, JobCounts,
+    JobErrorCode, JobId, JobStatus, JobStore, Media, MediaCursor, MediaId, Millis, NewJob,
+    PendingCaps, QueueError, TokenId, acquire_within, prepare_schema, schema_current,
 };
 use crate::config::DatabaseConfig;
 
@@ -215,6 +216,7 @@ impl JobStore for PgJobStore {
                 .bind(job.token_id.as_ref().map(TokenId::as_str))
                 .bind(&job.request_id)
                 .bind(&job.trace_parent)
+                .bind(&job.webhook_url)
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() != 1 {
@@ -526,6 +528,69 @@ impl JobStore for PgJobStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn claim_delivery(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<Delivery>, QueueError> {
+        let row = sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(
+            deliveries::claim_statement(true),
+        ))
+        .bind(now)
+        .bind(lease_until)
+        .fetch_optional(&self.pool)
+        .await?;
+        rows::optional(row)
+    }
+
+    async fn settle_delivery(
+        &self,
+        claimed: &Delivery,
+        outcome: &Attempted,
+        now: Millis,
+    ) -> Result<bool, QueueError> {
+        let (status, due, error, delivered_at) = deliveries::settled(outcome, now);
+        let done = sqlx::query(deliveries::SETTLE)
+            .bind(&claimed.id)
+            .bind(i64::from(claimed.attempts))
+            .bind(status)
+            .bind(due)
+            .bind(error)
+            .bind(delivered_at)
+            .bind(claimed.next_attempt_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_deliveries(
+        &self,
+        job: Option<&JobId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let rows = sqlx::query_as::<_, DeliveryRow>(deliveries::LIST)
+            .bind(job.map(JobId::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows::all(rows)
+    }
+
+    async fn resend_delivery(&self, id: &str, now: Millis) -> Result<bool, QueueError> {
+        let done = sqlx::query(deliveries::RESEND)
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<Millis>, QueueError> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>(deliveries::NEXT_DUE)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, QueueError> {

@@ -41,6 +41,7 @@ pub(super) struct JobRow {
     token_id: Option<String>,
     request_id: Option<String>,
     trace_parent: Option<String>,
+    webhook_url: Option<String>,
 }
 
 impl<'r, R> FromRow<'r, R> for JobRow
@@ -81,6 +82,7 @@ where
             token_id: row.try_get("token_id")?,
             request_id: row.try_get("request_id")?,
             trace_parent: row.try_get("trace_parent")?,
+            webhook_url: row.try_get("webhook_url")?,
         })
     }
 }
@@ -125,6 +127,7 @@ impl TryFrom<JobRow> for Job {
             token_id: row.token_id.map(TokenId::from_string),
             request_id: row.request_id,
             trace_parent: row.trace_parent,
+            webhook_url: row.webhook_url,
         })
     }
 }

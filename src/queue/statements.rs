@@ -10,8 +10,8 @@
 //! a worker that lost its claim changes nothing.
 
 /// Inserts a PENDING job ($1 id … $8 max_attempts, $10 client), due, created and updated at
-/// $9, unless its source already has $11 pending jobs or its client (when known) $12; $13 to $15
-/// are its token, request id and trace parent.
+/// $9, unless its source already has $11 pending jobs or its client (when known) $12; $13 to $16
+/// are its token, request id, trace parent and webhook URL.
 ///
 /// The counts and the insert are one statement: SQLite runs it under the write lock, so the
 /// caps hold exactly; PostgreSQL (READ COMMITTED) lets uploads of one source inserted at the
@@ -20,8 +20,8 @@
 pub(super) const INSERT_JOB: &str = "
     INSERT INTO jobs (id, status, source_type, source_id, staging_key, original_filename,
                       mime_type, file_size, max_attempts, run_at, created_at, updated_at,
-                      client, token_id, request_id, trace_parent)
-    SELECT $1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $13, $14, $15
+                      client, token_id, request_id, trace_parent, webhook_url)
+    SELECT $1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $13, $14, $15, $16
     WHERE (SELECT count(*) FROM jobs
            WHERE source_type = $2 AND source_id = $3
              AND status IN ('PENDING', 'PROCESSING')) < $11

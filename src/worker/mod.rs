@@ -32,6 +32,7 @@ use crate::moderation::Moderation;
 use crate::pipeline::{Limits, OutputSpec};
 use crate::queue::{JobStore, QueueError, now_ms};
 use crate::storage::Storage;
+use crate::webhooks;
 
 /// What workers need to run jobs, and nothing more. Cheap to clone.
 #[derive(Clone)]
@@ -50,6 +51,9 @@ pub struct Context {
     pub outputs: Arc<BTreeMap<String, OutputSpec>>,
     /// Where stage durations, outcomes and busy workers are counted.
     pub metrics: Arc<Metrics>,
+    /// Sends jobs' ends to `[webhooks]` receivers, when configured: the processes that run
+    /// workers run it.
+    pub webhooks: Option<webhooks::Sender>,
 }
 
 impl Context {
@@ -74,6 +78,7 @@ impl Context {
             limits: config.limits,
             outputs: Arc::new(outputs),
             metrics,
+            webhooks: None,
         }
     }
 }
@@ -114,6 +119,9 @@ impl WorkerPool {
             ));
         }
         let jobs = Arc::clone(&context.jobs);
+        if let Some(sender) = context.webhooks.clone() {
+            tasks.spawn(sender.run(shutdown.clone()));
+        }
         tasks.spawn(maintain(context, shutdown.clone()));
         tracing::info!(concurrency = settings.concurrency, "workers started");
         WorkerPool {

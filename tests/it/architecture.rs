@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("traces", &[]),
     ("intake", &["queue", "storage", "pipeline", "config", "ids"]),
     ("catalog", &["queue", "storage", "config", "ids"]),
+    ("webhooks", &["queue", "catalog", "config", "ids"]),
     (
         "worker",
         &[
@@ -24,6 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "moderation",
             "metrics",
             "traces",
+            "webhooks",
             "pipeline",
             "config",
             "ids",

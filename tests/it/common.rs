@@ -338,6 +338,14 @@ impl TestServer {
             token_id: None,
             request_id: None,
             trace_parent: None,
+            // As the intake would: to the configured receiver, if any.
+            webhook_url: self
+                .pipeline
+                .config()
+                .webhooks
+                .as_ref()
+                .and_then(|w| w.url.as_ref())
+                .map(|_| String::new()),
         };
         self.admin.jobs().insert(job, now_ms()).await.unwrap();
         id

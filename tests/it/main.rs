@@ -30,4 +30,5 @@ mod status;
 mod telemetry;
 mod tokens;
 mod upload;
+mod webhooks;
 mod worker;

@@ -127,6 +127,7 @@ async fn recorded_media(server: &TestServer, source_id: &str, n: usize) -> Vec<S
             token_id: None,
             request_id: None,
             trace_parent: None,
+            webhook_url: None,
         };
         jobs.insert(job, now_ms()).await.unwrap();
         let claimed = jobs.claim("w", now_ms()).await.unwrap().unwrap();

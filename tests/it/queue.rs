@@ -10,8 +10,9 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use ximagepipeline::config::DatabaseConfig;
 use ximagepipeline::queue::{
-    Change, Failed, IdempotencyKey, Inserted, Job, JobCounts, JobErrorCode, JobStatus, JobStore,
-    Media, MediaCursor, Millis, NewJob, PendingCaps, PgJobStore, SqliteJobStore, StoredVariant,
+    Attempted, Change, DeliveryStatus, Failed, IdempotencyKey, Inserted, Job, JobCounts,
+    JobErrorCode, JobStatus, JobStore, Media, MediaCursor, Millis, NewJob, PendingCaps, PgJobStore,
+    SqliteJobStore, StoredVariant,
 };
 use ximagepipeline::{JobId, MediaId, TokenId};
 
@@ -37,6 +38,7 @@ fn new_job(source_id: &str, max_attempts: u32) -> NewJob {
         token_id: None,
         request_id: None,
         trace_parent: None,
+        webhook_url: None,
     }
 }
 
@@ -1166,6 +1168,143 @@ pub async fn status_changes_are_published(store: &dyn JobStore) {
     }
 }
 
+/// The outbox: a job uploaded with a webhook URL gets one delivery per end, written with the
+/// end (complete, fail, a stale claim's last attempt), none for a job without one; a claim
+/// leases the earliest due delivery and counts the attempt; settling is fenced by the attempt;
+/// a retry is due again at its time; an operator's resend makes a settled one due again.
+pub async fn webhook_deliveries_are_written_with_the_end_and_leased(store: &dyn JobStore) {
+    let with_hook = |url: &str| NewJob {
+        webhook_url: Some(url.into()),
+        ..new_job("a", 1)
+    };
+    let completed = with_hook("");
+    let completed_id = completed.id.clone();
+    store.insert(completed, 1_000).await.unwrap();
+    let job = claim(store, "w1", 1_000).await;
+    assert!(
+        store.claim_delivery(1_000, 9_000).await.unwrap().is_none(),
+        "not ended yet"
+    );
+    assert!(
+        store
+            .complete(&completed_id, "w1", &media_for(&job, 1_100), 1_200)
+            .await
+            .unwrap()
+    );
+
+    let failed_job = with_hook("https://hooks.example.com/x");
+    let failed_id = failed_job.id.clone();
+    store.insert(failed_job, 2_000).await.unwrap();
+    claim(store, "w1", 2_000).await;
+    let failure = failed(JobErrorCode::UnreadableImage, "bad");
+    assert!(store.fail(&failed_id, "w1", failure, 2_100).await.unwrap());
+
+    let silent = insert(store, "a", 1, 3_000).await;
+    let job = claim(store, "w1", 3_000).await;
+    assert!(
+        store
+            .complete(&silent, "w1", &media_for(&job, 3_100), 3_200)
+            .await
+            .unwrap()
+    );
+
+    // A claim whose worker died on its last attempt: FAILED by the rescue, and sent.
+    let stale = with_hook("");
+    let stale_id = stale.id.clone();
+    store.insert(stale, 4_000).await.unwrap();
+    claim(store, "dead", 4_000).await;
+    store.rescue_stale(5_000, 6_000).await.unwrap();
+
+    let all = store.list_deliveries(None, 10).await.unwrap();
+    let ends: Vec<(JobId, &str, &str)> = all
+        .iter()
+        .map(|d| (d.job_id.clone(), d.event.as_str(), d.url.as_str()))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            (stale_id.clone(), "job.failed", ""),
+            (
+                failed_id.clone(),
+                "job.failed",
+                "https://hooks.example.com/x"
+            ),
+            (completed_id.clone(), "job.completed", ""),
+        ]
+    );
+    assert!(
+        all.iter()
+            .all(|d| d.status == DeliveryStatus::Pending && d.attempts == 0)
+    );
+
+    // Leased in order of their end; the lease hides it from other claims until it runs out.
+    let first = store.claim_delivery(7_000, 20_000).await.unwrap().unwrap();
+    assert_eq!(
+        (first.job_id.clone(), first.attempts),
+        (completed_id.clone(), 1)
+    );
+    let second = store.claim_delivery(7_000, 20_000).await.unwrap().unwrap();
+    assert_eq!(second.job_id, failed_id);
+    let retry = Attempted::Retry {
+        at: 30_000,
+        error: "the receiver answered 500".into(),
+    };
+    assert!(store.settle_delivery(&second, &retry, 7_100).await.unwrap());
+    assert!(
+        !store
+            .settle_delivery(&second, &Attempted::Delivered, 7_200)
+            .await
+            .unwrap(),
+        "a settled attempt is settled once"
+    );
+    assert!(
+        store
+            .settle_delivery(&first, &Attempted::Delivered, 7_300)
+            .await
+            .unwrap()
+    );
+    let third = store.claim_delivery(7_000, 20_000).await.unwrap().unwrap();
+    assert_eq!(third.job_id, stale_id);
+    assert!(store.claim_delivery(7_000, 20_000).await.unwrap().is_none());
+    assert_eq!(store.next_delivery_at().await.unwrap(), Some(20_000));
+    // The lease ran out: claimed again, as attempt 2; the old attempt's outcome is refused.
+    let again = store.claim_delivery(20_000, 40_000).await.unwrap().unwrap();
+    assert_eq!((again.id.clone(), again.attempts), (third.id.clone(), 2));
+    assert!(
+        !store
+            .settle_delivery(&third, &Attempted::Delivered, 20_100)
+            .await
+            .unwrap()
+    );
+    let gave_up = Attempted::GaveUp {
+        error: "timed out".into(),
+    };
+    assert!(
+        store
+            .settle_delivery(&again, &gave_up, 20_200)
+            .await
+            .unwrap()
+    );
+
+    let of_job = store.list_deliveries(Some(&failed_id), 10).await.unwrap();
+    assert_eq!(of_job.len(), 1);
+    assert_eq!(of_job[0].next_attempt_at, 30_000);
+    assert_eq!(
+        of_job[0].last_error.as_deref(),
+        Some("the receiver answered 500")
+    );
+    let done = store.list_deliveries(Some(&completed_id), 1).await.unwrap();
+    assert_eq!(
+        (done[0].status, done[0].delivered_at),
+        (DeliveryStatus::Delivered, Some(7_300))
+    );
+
+    assert!(store.resend_delivery(&again.id, 21_000).await.unwrap());
+    assert!(!store.resend_delivery("dlv_unknown", 21_000).await.unwrap());
+    let resent = store.claim_delivery(21_000, 50_000).await.unwrap().unwrap();
+    assert_eq!((resent.id, resent.attempts), (again.id, 1));
+}
+
 conformance!(
     [sqlite => open_sqlite, postgres => open_postgres],
     [
@@ -1188,6 +1327,7 @@ conformance!(
         operators_count_list_and_forget_jobs,
         idempotency_keys_replay_refuse_and_expire,
         status_changes_are_published,
+        webhook_deliveries_are_written_with_the_end_and_leased,
     ]
 );
 
