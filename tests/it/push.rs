@@ -177,14 +177,18 @@ async fn events_stream_each_status_and_end_after_the_final_one() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
-/// Uploads `count` photos through `api` and waits on each with `?wait=30` while workers in
-/// another process run them; returns the milliseconds from COMPLETE recorded to the answer.
-async fn wait_across_processes(env: &Env, count: usize) -> Vec<i64> {
+/// Uploads `count` photos through an API process and waits on each with `?wait=30` while a
+/// worker process runs them, with a webhook receiver configured; returns the milliseconds from
+/// COMPLETE recorded to the `?wait` answer, and to the webhook's arrival.
+async fn wait_across_processes(backends: &str, count: usize) -> (Vec<i64>, Vec<i64>) {
+    let (url, receiver) = crate::webhooks::start_receiver(&[]).await;
+    let env = Env::with_backends(&format!("{backends}{}", crate::webhooks::config(&url, "")));
     let api = env.serve("api", true).await;
     let _worker = env.worker("worker");
     let bytes = std::fs::read(corpus("valid/jpeg_gray_concert.jpg")).unwrap();
     let pipeline = env.pipeline().await;
     let mut lags = Vec::new();
+    let mut ended = std::collections::HashMap::new();
     for i in 0..count {
         let job = api
             .upload_bytes("concert.jpg", bytes.clone(), "avatar", &format!("w{i}"))
@@ -208,15 +212,23 @@ async fn wait_across_processes(env: &Env, count: usize) -> Vec<i64> {
             .unwrap()
             .unwrap();
         lags.push(answered - report.job.updated_at);
+        ended.insert(report.job.id.to_string(), report.job.updated_at);
     }
+    let mut hooks: Vec<i64> = receiver
+        .until(count)
+        .await
+        .iter()
+        .map(|r| r.at - ended[r.body["data"]["jobId"].as_str().unwrap()])
+        .collect();
     lags.sort_unstable();
-    lags
+    hooks.sort_unstable();
+    (lags, hooks)
 }
 
-fn report(engine: &str, lags: &[i64]) {
+fn report(engine: &str, what: &str, lags: &[i64]) {
     let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
     eprintln!(
-        "{engine}: COMPLETE recorded → ?wait answered, {} jobs: median {} ms, p99 {} ms, max {} ms",
+        "{engine}: COMPLETE recorded → {what}, {} jobs: median {} ms, p99 {} ms, max {} ms",
         lags.len(),
         at(0.5),
         at(0.99),
@@ -227,17 +239,20 @@ fn report(engine: &str, lags: &[i64]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_on_postgres_wakes_a_client_waiting_on_another() {
     let schema = PgSchema::create().await;
-    let env = Env::with_backends(&format!("database_url = \"{}\"\n", schema.url()));
-    let lags = wait_across_processes(&env, 20).await;
-    report("PostgreSQL", &lags);
+    let backends = format!("database_url = \"{}\"\n", schema.url());
+    let (lags, hooks) = wait_across_processes(&backends, 20).await;
+    report("PostgreSQL", "?wait answered", &lags);
+    report("PostgreSQL", "webhook received", &hooks);
     // Woken by NOTIFY, not by a poll: generous for a loaded machine.
     assert!(lags.iter().all(|&lag| lag < 5_000), "{lags:?}");
+    assert!(hooks.iter().all(|&lag| lag < 10_000), "{hooks:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_on_sqlite_wakes_a_client_waiting_on_another() {
-    let env = Env::new();
-    let lags = wait_across_processes(&env, 10).await;
-    report("SQLite", &lags);
+    let (lags, hooks) = wait_across_processes("", 10).await;
+    report("SQLite", "?wait answered", &lags);
+    report("SQLite", "webhook received", &hooks);
     assert!(lags.iter().all(|&lag| lag < 5_000), "{lags:?}");
+    assert!(hooks.iter().all(|&lag| lag < 10_000), "{hooks:?}");
 }

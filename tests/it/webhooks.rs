@@ -25,14 +25,16 @@ const SECRET: &str = "whsec_test_0123456789abcdef0123456789";
 
 /// One request the receiver got, its signature checked.
 #[derive(Debug, Clone)]
-struct Received {
-    delivery: String,
-    body: Value,
+pub(crate) struct Received {
+    pub(crate) delivery: String,
+    pub(crate) body: Value,
+    /// When it arrived (milliseconds since the epoch).
+    pub(crate) at: i64,
 }
 
 /// What the receiver answers, in order; 200 once the script runs out. `None` never answers.
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     script: Mutex<VecDeque<Option<u16>>>,
     got: Mutex<Vec<Received>>,
     arrived: Notify,
@@ -56,11 +58,9 @@ async fn receive(
         .unwrap()
         .to_owned();
     assert_eq!(body["deliveryId"], delivery.as_str());
-    receiver
-        .got
-        .lock()
-        .unwrap()
-        .push(Received { delivery, body });
+    let at = ximagepipeline::queue::now_ms();
+    let received = Received { delivery, body, at };
+    receiver.got.lock().unwrap().push(received);
     receiver.arrived.notify_waiters();
     let answer = receiver
         .script
@@ -75,7 +75,7 @@ async fn receive(
 }
 
 /// A receiver on a free loopback port answering `script`; its URL.
-async fn start_receiver(script: &[Option<u16>]) -> (String, Arc<Receiver>) {
+pub(crate) async fn start_receiver(script: &[Option<u16>]) -> (String, Arc<Receiver>) {
     let receiver = Arc::new(Receiver::default());
     receiver
         .script
@@ -92,12 +92,12 @@ async fn start_receiver(script: &[Option<u16>]) -> (String, Arc<Receiver>) {
 }
 
 impl Receiver {
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits (up to a generous deadline) until `n` requests have arrived.
-    async fn until(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn until(&self, n: usize) -> Vec<Received> {
         tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 let arrived = self.arrived.notified();
@@ -112,7 +112,7 @@ impl Receiver {
     }
 }
 
-fn config(url: &str, extra: &str) -> String {
+pub(crate) fn config(url: &str, extra: &str) -> String {
     format!(
         "[webhooks]\nurl = \"{url}\"\nsecret = \"{SECRET}\"\nallow_private_targets = true\n\
          first_retry_secs = 0\n{extra}"
