@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Connection;
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -111,6 +112,27 @@ impl SqliteJobStore {
             changes,
             other_writes,
         })
+    }
+
+    /// Runs `claim` (an `UPDATE … RETURNING` whose subquery picks the row) in `BEGIN
+    /// IMMEDIATE` on the writer, so another process on the file cannot take the same row.
+    async fn claim_one<'q, O>(
+        &self,
+        claim: sqlx::query::QueryAs<'q, Sqlite, O, <Sqlite as sqlx::Database>::Arguments>,
+    ) -> Result<Option<O>, QueueError>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
+        let mut conn = self.writer.acquire().await?;
+        let row = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let row = claim.fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        }
+        .await;
+        super::close_if_failed(&mut conn, &row);
+        Ok(row?)
     }
 
     /// Publishes that job `id` changed, when `changed`; passes `changed` on.
@@ -279,20 +301,8 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn claim(&self, worker: &str, now: Millis) -> Result<Option<Job>, QueueError> {
-        let mut conn = self.writer.acquire().await?;
-        let row = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let row = sqlx::query_as::<_, JobRow>(CLAIM)
-                .bind(worker)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(row)
-        }
-        .await;
-        super::close_if_failed(&mut conn, &row);
-        let job: Option<Job> = rows::optional(row?)?;
+        let claim = sqlx::query_as::<_, JobRow>(CLAIM).bind(worker).bind(now);
+        let job: Option<Job> = rows::optional(self.claim_one(claim).await?)?;
         if let Some(job) = &job {
             self.changed(&job.id, true);
         }
@@ -602,22 +612,11 @@ impl JobStore for SqliteJobStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<Delivery>, QueueError> {
-        let mut conn = self.writer.acquire().await?;
-        let row = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let row = sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(
-                deliveries::claim_statement(false),
-            ))
+        let statement = deliveries::claim_statement(false);
+        let claim = sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(statement.as_str()))
             .bind(now)
-            .bind(lease_until)
-            .fetch_optional(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(row)
-        }
-        .await;
-        super::close_if_failed(&mut conn, &row);
-        rows::optional(row?)
+            .bind(lease_until);
+        rows::optional(self.claim_one(claim).await?)
     }
 
     async fn settle_delivery(

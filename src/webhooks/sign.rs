@@ -86,4 +86,27 @@ mod tests {
         let expected = hex::encode(mac.finalize().into_bytes());
         assert_eq!(header, format!("t=1,v1={expected}"));
     }
+
+    /// The README's receiver-side check, as written there: it must agree with `signature`.
+    fn readme_verified(raw_body: &[u8], header: &str, secret: &str, now_unix_secs: i64) -> bool {
+        let field = |key: &str| header.split(',').find_map(|part| part.strip_prefix(key));
+        let (Some(t), Some(v1)) = (field("t="), field("v1=")) else {
+            return false;
+        };
+        let (Ok(t), Ok(v1)) = (t.parse::<i64>(), hex::decode(v1)) else {
+            return false;
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(raw_body);
+        (now_unix_secs - t).abs() <= 300 && mac.verify_slice(&v1).is_ok()
+    }
+
+    #[test]
+    fn the_readme_check_accepts_a_signature_and_refuses_a_replay() {
+        let header = signature(SECRET, 1_000, b"{}");
+        assert!(readme_verified(b"{}", &header, SECRET, 1_100));
+        assert!(!readme_verified(b"{ }", &header, SECRET, 1_100));
+        assert!(!readme_verified(b"{}", &header, SECRET, 1_400));
+    }
 }

@@ -129,16 +129,17 @@ async fn read_events(res: reqwest::Response) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// `GET …/status/{job}/events`, answered as far as its headers.
+async fn open_events(server: &TestServer, job: &str) -> reqwest::Response {
+    let url = format!("{}/image-pipeline/status/{job}/events", server.url);
+    server.client.get(url).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn events_stream_each_status_and_end_after_the_final_one() {
     let server = TestServer::start().await;
     let job = upload(&server).await;
-    let res = server
-        .client
-        .get(format!("{}/image-pipeline/status/{job}/events", server.url))
-        .send()
-        .await
-        .unwrap();
+    let res = open_events(&server, &job).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     // The headers came, so the stream is following the job: run it now.
@@ -158,22 +159,12 @@ async fn events_stream_each_status_and_end_after_the_final_one() {
     assert!(events.last().unwrap().1["media"]["urls"]["xs"].is_string());
 
     // A job already ended: one event, and the stream ends.
-    let res = server
-        .client
-        .get(format!("{}/image-pipeline/status/{job}/events", server.url))
-        .send()
-        .await
-        .unwrap();
+    let res = open_events(&server, &job).await;
     let again = read_events(res).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].1, events.last().unwrap().1);
 
-    let res = server
-        .client
-        .get(format!("{}/image-pipeline/status/nope/events", server.url))
-        .send()
-        .await
-        .unwrap();
+    let res = open_events(&server, "nope").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 

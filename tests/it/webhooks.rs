@@ -38,13 +38,16 @@ pub(crate) struct Receiver {
     script: Mutex<VecDeque<Option<u16>>>,
     got: Mutex<Vec<Received>>,
     arrived: Notify,
+    /// Where a 3xx answer points.
+    redirect_to: Mutex<Option<String>>,
 }
 
 async fn receive(
     State(receiver): State<Arc<Receiver>>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let signature = headers["ximagepipeline-signature"].to_str().unwrap();
     let now = chrono::Utc::now().timestamp();
     assert!(
@@ -68,9 +71,14 @@ async fn receive(
         .unwrap()
         .pop_front()
         .unwrap_or(Some(200));
-    match answer {
+    let status = match answer {
         Some(code) => StatusCode::from_u16(code).unwrap(),
         None => std::future::pending().await,
+    };
+    let location = receiver.redirect_to.lock().unwrap().clone();
+    match location.filter(|_| status.is_redirection()) {
+        Some(to) => (status, [("location", to)]).into_response(),
+        None => status.into_response(),
     }
 }
 
@@ -117,6 +125,12 @@ pub(crate) fn config(url: &str, extra: &str) -> String {
         "[webhooks]\nurl = \"{url}\"\nsecret = \"{SECRET}\"\nallow_private_targets = true\n\
          first_retry_secs = 0\n{extra}"
     )
+}
+
+/// The newest delivery of the server's outbox.
+async fn newest_delivery(server: &TestServer) -> ximagepipeline::queue::Delivery {
+    let newest = server.admin.jobs().list_deliveries(None, 1).await.unwrap();
+    newest.into_iter().next().expect("a delivery")
 }
 
 #[tokio::test]
@@ -183,13 +197,7 @@ async fn a_failing_receiver_gets_retries_until_it_answers() {
     let server = TestServer::start_with(&config(&url, "max_attempts = 2\n")).await;
     server.process(png(32, 32), "avatar").await;
     assert_eq!(server.admin.send_due_webhooks().await, 2);
-    let delivery = server
-        .admin
-        .jobs()
-        .list_deliveries(None, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let delivery = newest_delivery(&server).await;
     assert_eq!(delivery.status, DeliveryStatus::Failed);
     assert_eq!(
         delivery.last_error.as_deref(),
@@ -209,6 +217,24 @@ async fn a_failing_receiver_gets_retries_until_it_answers() {
 }
 
 #[tokio::test]
+async fn redirects_are_not_followed() {
+    let (elsewhere_url, elsewhere) = start_receiver(&[]).await;
+    let (url, receiver) = start_receiver(&[Some(302)]).await;
+    *receiver.redirect_to.lock().unwrap() = Some(elsewhere_url);
+    let server = TestServer::start_with(&config(&url, "max_attempts = 1\n")).await;
+    server.process(png(32, 32), "avatar").await;
+    assert_eq!(server.admin.send_due_webhooks().await, 1);
+    assert_eq!(receiver.got().len(), 1);
+    assert!(elsewhere.got().is_empty(), "the redirect was followed");
+    let delivery = newest_delivery(&server).await;
+    assert_eq!(delivery.status, DeliveryStatus::Failed);
+    assert_eq!(
+        delivery.last_error.as_deref(),
+        Some("the receiver answered 302 Found")
+    );
+}
+
+#[tokio::test]
 async fn private_targets_are_refused_unless_allowed() {
     let (url, receiver) = start_receiver(&[]).await;
     let extra = "max_attempts = 1\n";
@@ -220,13 +246,7 @@ async fn private_targets_are_refused_unless_allowed() {
     server.process(png(32, 32), "avatar").await;
     assert_eq!(server.admin.send_due_webhooks().await, 1);
     assert!(receiver.got().is_empty());
-    let delivery = server
-        .admin
-        .jobs()
-        .list_deliveries(None, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let delivery = newest_delivery(&server).await;
     assert_eq!(delivery.status, DeliveryStatus::Failed);
     let error = delivery.last_error.unwrap();
     assert!(error.contains("not a public address"), "{error}");
