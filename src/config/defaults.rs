@@ -97,10 +97,12 @@ shutdown_grace_secs = 30
 # any; empty: CORS off, and browsers refuse every cross-origin call.
 allowed_origins = []
 allowed_methods = ["GET", "POST", "DELETE"]
-# authorization carries an API key or an upload token.
-allowed_headers = ["authorization", "content-type"]
-# What a page may read of an answer beyond the simple headers: when to come back after a 429/503.
-exposed_headers = ["retry-after"]
+# authorization carries an API key or an upload token; idempotency-key makes a retried upload
+# one job; x-request-id names the request in the logs.
+allowed_headers = ["authorization", "content-type", "idempotency-key", "x-request-id"]
+# What a page may read of an answer beyond the simple headers: when to come back after a 429/503
+# (or a 202), whether an upload was a repeat, the request's id.
+exposed_headers = ["retry-after", "idempotent-replayed", "x-request-id"]
 # Cookies; never with the "*" origin.
 allow_credentials = false
 max_age_secs = 600

@@ -192,6 +192,11 @@ pub(super) const RESEND: &str = "
         delivered_at = NULL
     WHERE id = $1";
 
+/// Forgets settled deliveries (delivered or given up) of jobs that ended before $1: the
+/// retention of ended jobs, applied to their deliveries. Pending ones stay until settled.
+pub(super) const FORGET_SETTLED: &str = "
+    DELETE FROM webhook_deliveries WHERE status <> 'PENDING' AND created_at < $1";
+
 /// When the earliest pending delivery is due.
 pub(super) const NEXT_DUE: &str =
     "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'PENDING'";

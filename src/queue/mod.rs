@@ -745,8 +745,9 @@ pub trait JobStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Job>, QueueError>;
 
-    /// Removes ended jobs (COMPLETE, REJECTED, FAILED) last changed before `before`; their
-    /// media stay. Returns how many went.
+    /// Removes ended jobs (COMPLETE, REJECTED, FAILED) last changed before `before`, and the
+    /// settled webhook deliveries of ends before it; their media stay. Returns how many jobs
+    /// went.
     async fn forget_ended_jobs(&self, before: Millis) -> Result<u64, QueueError>;
 
     /// Housekeeping of the store itself, run by the maintenance loop every sweep interval:

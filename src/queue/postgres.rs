@@ -506,6 +506,10 @@ impl JobStore for PgJobStore {
             .bind(before)
             .execute(&self.pool)
             .await?;
+        sqlx::query(deliveries::FORGET_SETTLED)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 

@@ -578,6 +578,10 @@ impl JobStore for SqliteJobStore {
             .bind(before)
             .execute(&self.writer)
             .await?;
+        sqlx::query(deliveries::FORGET_SETTLED)
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected())
     }
 

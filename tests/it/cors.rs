@@ -40,7 +40,11 @@ async fn a_listed_origin_may_upload_and_poll_and_no_other() {
     assert!(status.is_success(), "{status}");
     assert_eq!(header(&headers, &ACCESS_CONTROL_ALLOW_ORIGIN), APP);
     assert!(header(&headers, &ACCESS_CONTROL_ALLOW_METHODS).contains("POST"));
-    assert!(header(&headers, &ACCESS_CONTROL_ALLOW_HEADERS).contains("authorization"));
+    let allowed = header(&headers, &ACCESS_CONTROL_ALLOW_HEADERS);
+    assert!(
+        allowed.contains("authorization") && allowed.contains("idempotency-key"),
+        "{allowed}"
+    );
 
     let (_, headers) = preflight(&server, "https://evil.example").await;
     assert!(
@@ -59,7 +63,11 @@ async fn a_listed_origin_may_upload_and_poll_and_no_other() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let headers = response.headers();
     assert_eq!(header(headers, &ACCESS_CONTROL_ALLOW_ORIGIN), APP);
-    assert!(header(headers, &ACCESS_CONTROL_EXPOSE_HEADERS).contains("retry-after"));
+    let exposed = header(headers, &ACCESS_CONTROL_EXPOSE_HEADERS);
+    assert!(
+        exposed.contains("retry-after") && exposed.contains("idempotent-replayed"),
+        "{exposed}"
+    );
 }
 
 #[tokio::test]

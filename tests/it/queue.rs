@@ -1302,7 +1302,13 @@ pub async fn webhook_deliveries_are_written_with_the_end_and_leased(store: &dyn 
     assert!(store.resend_delivery(&again.id, 21_000).await.unwrap());
     assert!(!store.resend_delivery("dlv_unknown", 21_000).await.unwrap());
     let resent = store.claim_delivery(21_000, 50_000).await.unwrap().unwrap();
-    assert_eq!((resent.id, resent.attempts), (again.id, 1));
+    assert_eq!((resent.id.clone(), resent.attempts), (again.id, 1));
+
+    // Retention forgets settled deliveries with their jobs; a pending one stays.
+    store.forget_ended_jobs(i64::MAX).await.unwrap();
+    let left = store.list_deliveries(None, 10).await.unwrap();
+    let left: Vec<(&str, u32)> = left.iter().map(|d| (d.id.as_str(), d.attempts)).collect();
+    assert_eq!(left, [(resent.id.as_str(), 1), (second.id.as_str(), 1)]);
 }
 
 conformance!(
