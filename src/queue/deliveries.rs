@@ -142,22 +142,22 @@ impl TryFrom<DeliveryRow> for Delivery {
     }
 }
 
-/// Leases the earliest due delivery ($1 now) until $2, counting the attempt. PostgreSQL adds
-/// `FOR UPDATE SKIP LOCKED` to the inner select; SQLite runs it in `BEGIN IMMEDIATE`.
-pub(super) fn claim_statement(skip_locked: bool) -> String {
-    format!(
-        "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2
-         WHERE id = (SELECT id FROM webhook_deliveries
-                     WHERE status = 'PENDING' AND next_attempt_at <= $1
-                     ORDER BY next_attempt_at, id LIMIT 1{})
-         RETURNING *",
-        if skip_locked {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        }
-    )
-}
+/// Leases the earliest due delivery ($1 now) until $2, counting the attempt. SQLite runs it
+/// in `BEGIN IMMEDIATE`, so the inner select and the update take the write lock together.
+pub(super) const CLAIM: &str = "
+    UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2
+    WHERE id = (SELECT id FROM webhook_deliveries
+                WHERE status = 'PENDING' AND next_attempt_at <= $1
+                ORDER BY next_attempt_at, id LIMIT 1)
+    RETURNING *";
+
+/// [`CLAIM`] for PostgreSQL: concurrent claimers skip rows another holds.
+pub(super) const CLAIM_SKIP_LOCKED: &str = "
+    UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2
+    WHERE id = (SELECT id FROM webhook_deliveries
+                WHERE status = 'PENDING' AND next_attempt_at <= $1
+                ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING *";
 
 /// Settles the claim of delivery $1 that counted attempt $2 and leased it until $7: status $3,
 /// due $4, error $5, delivered at $6. A claim settled, or leased again since, matches nothing.

@@ -539,13 +539,11 @@ impl JobStore for PgJobStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<Delivery>, QueueError> {
-        let row = sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(
-            deliveries::claim_statement(true),
-        ))
-        .bind(now)
-        .bind(lease_until)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query_as::<_, DeliveryRow>(deliveries::CLAIM_SKIP_LOCKED)
+            .bind(now)
+            .bind(lease_until)
+            .fetch_optional(&self.pool)
+            .await?;
         rows::optional(row)
     }
 

@@ -616,8 +616,7 @@ impl JobStore for SqliteJobStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<Delivery>, QueueError> {
-        let statement = deliveries::claim_statement(false);
-        let claim = sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(statement.as_str()))
+        let claim = sqlx::query_as::<_, DeliveryRow>(deliveries::CLAIM)
             .bind(now)
             .bind(lease_until);
         rows::optional(self.claim_one(claim).await?)
