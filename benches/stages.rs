@@ -12,6 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use image::metadata::Orientation;
 use toml::Table;
 use ximagepipeline::Config;
+use ximagepipeline::pipeline::shrink::Needs;
 use ximagepipeline::pipeline::stop::Stop;
 use ximagepipeline::pipeline::{self, Limits, blurhash, decode, encode, orient, resize};
 use ximagepipeline::storage::Storage;
@@ -46,7 +47,23 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.sample_size(20);
     group.bench_function("jpeg 6.3 MP", |b| {
-        b.iter(|| decode::first_frame(black_box(&photo), format, &limits).expect("decode"))
+        b.iter(|| {
+            decode::first_frame(black_box(&photo), format, &limits, &Needs::full_size())
+                .expect("decode")
+        })
+    });
+    // What an avatar needs of the 12 MP photo: shrunk to 1/4 on load.
+    let avatar = Needs::outputs(&config.output_spec("avatar").expect("avatar source type"));
+    group.bench_function("jpeg 12 MP, full size", |b| {
+        b.iter(|| {
+            decode::first_frame(black_box(&rotated), format, &limits, &Needs::full_size())
+                .expect("decode")
+        })
+    });
+    group.bench_function("jpeg 12 MP, for avatar (1/4 on load)", |b| {
+        b.iter(|| {
+            decode::first_frame(black_box(&rotated), format, &limits, &avatar).expect("decode")
+        })
     });
     group.finish();
 
@@ -64,16 +81,18 @@ fn stages(c: &mut Criterion) {
     group.finish();
 
     let image = decoded(&photo, &limits);
+    let size = (image.width(), image.height());
     let mut group = c.benchmark_group("resize");
     group.sample_size(20);
     group.bench_function("gallery variants", |b| {
         b.iter(|| {
-            resize::all(black_box(&image), &gallery.variants, &Stop::default()).expect("resize")
+            resize::all(black_box(&image), size, &gallery.variants, &Stop::default())
+                .expect("resize")
         })
     });
     group.finish();
 
-    let resized = resize::all(&image, &gallery.variants, &Stop::default()).expect("resize");
+    let resized = resize::all(&image, size, &gallery.variants, &Stop::default()).expect("resize");
     let mut group = c.benchmark_group("encode");
     group.sample_size(10);
     group.bench_function("gallery variants", |b| {
@@ -109,7 +128,7 @@ fn stages(c: &mut Criterion) {
 /// A file's first frame in sRGB, as stored (orientation not applied).
 fn decoded(bytes: &[u8], limits: &Limits) -> image::DynamicImage {
     let format = pipeline::probe(bytes, limits).expect("probe").format;
-    decode::first_frame(bytes, format, limits)
+    decode::first_frame(bytes, format, limits, &Needs::full_size())
         .expect("decode")
         .image
 }

@@ -30,6 +30,7 @@
 //! [`config`] and [`ids`] are plain data every module may use. Imports run one way, from the
 //! facade down: `docs/architecture.md` draws the graph.
 
+// One module lifts this: `pipeline::libwebp`, libwebp's C API, with a SAFETY note per block.
 #![deny(unsafe_code)]
 
 pub mod admin;

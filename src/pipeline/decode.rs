@@ -15,20 +15,25 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageReader};
 
 use super::format::{Container, heif, jpeg, tiff};
+use super::shrink::{self, Needs};
 use super::{ImageFormat, Limits, PipelineError, colour};
 
 /// A decoded first frame and what is needed to display it right.
 #[derive(Debug)]
 pub struct Decoded {
-    /// 8-bit sRGB, or 8-bit sRGBA when some pixel is not opaque; not yet oriented.
+    /// 8-bit sRGB, or 8-bit sRGBA when some pixel is not opaque; not yet oriented; smaller
+    /// than `size` when shrunk on load (`super::shrink`).
     pub image: DynamicImage,
+    /// The stored width and height, before orientation.
+    pub size: (u32, u32),
     /// The EXIF orientation; `NoTransforms` when absent, 0 or invalid.
     pub orientation: Orientation,
     /// The embedded ICC profile (already applied to `image`); `None` for HEIF/AVIF.
     pub icc_profile: Option<Vec<u8>>,
 }
 
-/// Checks the structure, then decodes the first frame, page or primary image.
+/// Checks the structure, then decodes the first frame, page or primary image, as small as
+/// `needs` allows.
 ///
 /// # Errors
 /// `Truncated` when the data ends early, `Corrupt`/`Decode` when it is malformed,
@@ -37,8 +42,31 @@ pub fn first_frame(
     bytes: &[u8],
     format: ImageFormat,
     limits: &Limits,
+    needs: &Needs,
 ) -> Result<Decoded, PipelineError> {
     check_complete(bytes, format)?;
+    if format == ImageFormat::Jpeg
+        && let Some(decoded) = shrink::jpeg(bytes, limits, needs)
+    {
+        return Ok(decoded);
+    }
+    full_size(bytes, format, limits)
+}
+
+impl Decoded {
+    /// A picture decoded at its stored size.
+    fn full(image: DynamicImage, orientation: Orientation, icc_profile: Option<Vec<u8>>) -> Self {
+        Self {
+            size: (image.width(), image.height()),
+            image,
+            orientation,
+            icc_profile,
+        }
+    }
+}
+
+/// Decodes the first frame at its stored size.
+fn full_size(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Decoded, PipelineError> {
     // image's TIFF decoder cannot read CCITT Group 3 (fax) pages; the fax crate can.
     let image_format = match format {
         ImageFormat::Jpeg => image::ImageFormat::Jpeg,
@@ -47,11 +75,11 @@ pub fn first_frame(
         ImageFormat::Gif => image::ImageFormat::Gif,
         ImageFormat::Tiff => image::ImageFormat::Tiff,
         ImageFormat::Avif | ImageFormat::Heic => {
-            return Ok(Decoded {
-                image: normalise(heif::decode(bytes, format, limits)?),
-                orientation: Orientation::NoTransforms,
-                icc_profile: None,
-            });
+            return Ok(Decoded::full(
+                normalise(heif::decode(bytes, format, limits)?),
+                Orientation::NoTransforms,
+                None,
+            ));
         }
     };
     let decode_error = |source| PipelineError::Decode { format, source };
@@ -61,11 +89,11 @@ pub fn first_frame(
     if format == ImageFormat::Tiff
         && let Some(image) = tiff::decode_fax3(bytes, limits)
     {
-        return Ok(Decoded {
-            image: normalise(image),
-            orientation: tiff::tags(bytes).orientation,
-            icc_profile: None,
-        });
+        return Ok(Decoded::full(
+            normalise(image),
+            tiff::tags(bytes).orientation,
+            None,
+        ));
     }
     let mut decoder = match reader.into_decoder() {
         Ok(decoder) => decoder,
@@ -73,11 +101,11 @@ pub fn first_frame(
         Err(err) if format == ImageFormat::Tiff => {
             let image = tiff::decode_ycbcr(bytes, limits).ok_or_else(|| decode_error(err))?;
             let tags = tiff::tags(bytes);
-            return Ok(Decoded {
-                image: normalise(colour::to_srgb(image, tags.icc.as_deref())),
-                orientation: tags.orientation,
-                icc_profile: tags.icc,
-            });
+            return Ok(Decoded::full(
+                normalise(colour::to_srgb(image, tags.icc.as_deref())),
+                tags.orientation,
+                tags.icc,
+            ));
         }
         Err(err) => return Err(decode_error(err)),
     };
@@ -118,11 +146,7 @@ pub fn first_frame(
             icc,
         ),
     };
-    Ok(Decoded {
-        image: normalise(image),
-        orientation,
-        icc_profile,
-    })
+    Ok(Decoded::full(normalise(image), orientation, icc_profile))
 }
 
 /// Decodes CMYK JPEG/TIFF to raw 8-bit ink values (0 = no ink), for an ICC conversion.
@@ -202,7 +226,12 @@ mod tests {
         let png = encode_png(&DynamicImage::new_rgb8(16, 16));
         assert!(check_complete(&png, ImageFormat::Png).is_ok());
         assert!(matches!(
-            first_frame(&png[..png.len() - 20], ImageFormat::Png, &LIMITS),
+            first_frame(
+                &png[..png.len() - 20],
+                ImageFormat::Png,
+                &LIMITS,
+                &Needs::full_size()
+            ),
             Err(PipelineError::Truncated { .. })
         ));
     }
@@ -214,7 +243,12 @@ mod tests {
             3,
             image::Rgba([1000u16, 2000, 3000, u16::MAX]),
         ));
-        let decoded = first_frame(&encode_png(&opaque), ImageFormat::Png, &LIMITS);
+        let decoded = first_frame(
+            &encode_png(&opaque),
+            ImageFormat::Png,
+            &LIMITS,
+            &Needs::full_size(),
+        );
         assert!(matches!(
             decoded.map(|d| d.image),
             Ok(DynamicImage::ImageRgb8(_))
@@ -223,14 +257,19 @@ mod tests {
         let mut translucent = image::RgbaImage::from_pixel(4, 3, image::Rgba([9, 9, 9, 255]));
         translucent.put_pixel(0, 0, image::Rgba([0, 0, 0, 10]));
         let png = encode_png(&DynamicImage::ImageRgba8(translucent));
-        let decoded = first_frame(&png, ImageFormat::Png, &LIMITS);
+        let decoded = first_frame(&png, ImageFormat::Png, &LIMITS, &Needs::full_size());
         assert!(matches!(
             decoded.map(|d| d.image),
             Ok(DynamicImage::ImageRgba8(_))
         ));
 
         let grey = DynamicImage::ImageLuma16(image::ImageBuffer::new(5, 5));
-        let decoded = first_frame(&encode_png(&grey), ImageFormat::Png, &LIMITS);
+        let decoded = first_frame(
+            &encode_png(&grey),
+            ImageFormat::Png,
+            &LIMITS,
+            &Needs::full_size(),
+        );
         assert!(matches!(
             decoded.map(|d| d.image),
             Ok(DynamicImage::ImageRgb8(_))

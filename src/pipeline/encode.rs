@@ -1,4 +1,4 @@
-//! Lossy WebP encoding of the resized variants with libwebp (the `webp` crate), in parallel.
+//! Lossy WebP encoding of the resized variants with libwebp (`super::libwebp`), in parallel.
 //!
 //! Alpha is kept when the variant has an alpha channel (`decode` already dropped alpha that is
 //! fully opaque). The output carries no metadata: libwebp writes only the bitstream.
@@ -6,6 +6,7 @@
 use image::DynamicImage;
 use rayon::prelude::*;
 
+use super::libwebp::{self, EncodeError, Pixels};
 use super::resize::Resized;
 use super::stop::Stop;
 use super::{EncodedVariant, PipelineError};
@@ -13,8 +14,8 @@ use super::{EncodedVariant, PipelineError};
 /// Encodes every variant at `quality` (0–100), in parallel, keeping their order.
 ///
 /// # Errors
-/// `Encode` when libwebp refuses a picture, `Stopped` when `stop` was raised before a variant
-/// began.
+/// `Encode` when libwebp refuses a picture, `Stopped` when `stop` was raised before or during
+/// a variant.
 pub fn webp_all(
     variants: &[Resized],
     quality: f32,
@@ -28,9 +29,12 @@ pub fn webp_all(
                 name: variant.name.clone(),
                 width: variant.image.width(),
                 height: variant.image.height(),
-                webp: webp(&variant.image, quality).map_err(|reason| PipelineError::Encode {
-                    variant: variant.name.clone(),
-                    reason,
+                webp: webp(&variant.image, quality, stop).map_err(|err| match err {
+                    EncodeError::Stopped => PipelineError::Stopped,
+                    err => PipelineError::Encode {
+                        variant: variant.name.clone(),
+                        reason: err.to_string(),
+                    },
                 })?,
             })
         })
@@ -56,31 +60,24 @@ fn method(width: u32, height: u32) -> i32 {
 /// Encodes one 8-bit RGB or RGBA image as lossy WebP.
 ///
 /// # Errors
-/// A description of libwebp's error.
-pub fn webp(image: &DynamicImage, quality: f32) -> Result<Vec<u8>, String> {
+/// libwebp's refusal, or `Stopped` once `stop` is raised.
+pub fn webp(image: &DynamicImage, quality: f32, stop: &Stop) -> Result<Vec<u8>, EncodeError> {
     let (width, height) = (image.width(), image.height());
-    let mut config = webp::WebPConfig::new().map_err(|()| "libwebp version mismatch".to_owned())?;
-    config.quality = quality.clamp(0.0, 100.0);
-    config.method = method(width, height);
-    let encoded = match image {
-        DynamicImage::ImageRgb8(rgb) => {
-            webp::Encoder::from_rgb(rgb.as_raw(), width, height).encode_advanced(&config)
-        }
-        DynamicImage::ImageRgba8(rgba) => {
-            webp::Encoder::from_rgba(rgba.as_raw(), width, height).encode_advanced(&config)
-        }
+    let method = method(width, height);
+    let converted;
+    let pixels = match image {
+        DynamicImage::ImageRgb8(rgb) => Pixels::Rgb(rgb.as_raw()),
+        DynamicImage::ImageRgba8(rgba) => Pixels::Rgba(rgba.as_raw()),
         other if other.color().has_alpha() => {
-            let rgba = other.to_rgba8();
-            webp::Encoder::from_rgba(rgba.as_raw(), width, height).encode_advanced(&config)
+            converted = other.to_rgba8().into_raw();
+            Pixels::Rgba(&converted)
         }
         other => {
-            let rgb = other.to_rgb8();
-            webp::Encoder::from_rgb(rgb.as_raw(), width, height).encode_advanced(&config)
+            converted = other.to_rgb8().into_raw();
+            Pixels::Rgb(&converted)
         }
     };
-    encoded
-        .map(|memory| memory.to_vec())
-        .map_err(|err| format!("{err:?}"))
+    libwebp::encode(pixels, width, height, quality, method, stop)
 }
 
 #[cfg(test)]

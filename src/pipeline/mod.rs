@@ -1,9 +1,10 @@
 //! The image pipeline: bytes in, WebP variants + stripped original + facts out.
 //!
 //! Steps, in order (each a small module exporting a verb):
-//! sniff::detect -> limits::check_header -> decode::first_frame (colour::to_srgb inside)
-//! -> orient::apply -> resize::all (largest first, never enlarge) -> encode::webp_all
-//! -> blurhash::of -> strip::metadata
+//! sniff::detect -> limits::check_header -> decode::first_frame (colour::to_srgb inside; a JPEG
+//! is decoded at 1/2–1/8 by `shrink` when every use is that much smaller) -> orient::apply
+//! -> resize::all (never enlarge) -> encode::webp_all (through `libwebp`, the one module allowed
+//! `unsafe`) -> blurhash::of -> strip::metadata
 //!
 //! Formats are the second axis: `format` holds one module per container (jpeg, png, gif,
 //! webp, tiff, heif) with the byte-level truth the steps ask for (header facts, completeness,
@@ -20,9 +21,11 @@ pub mod colour;
 pub mod decode;
 pub mod encode;
 pub mod format;
+pub mod libwebp;
 pub mod limits;
 pub mod orient;
 pub mod resize;
+pub mod shrink;
 pub mod sniff;
 pub mod stop;
 pub mod strip;
@@ -439,8 +442,13 @@ pub struct Prepared {
     pub format: ImageFormat,
     /// The EXIF orientation already applied to `image` (the stripped original keeps it).
     orientation: image::metadata::Orientation,
-    /// The upright pixels.
+    /// The upright pixels: `width`×`height`, or smaller when the decoder shrank them on load
+    /// for what [`shrink::Needs`] said they would become.
     pub image: image::DynamicImage,
+    /// The displayed width of the image (after orientation), whatever size `image` is.
+    pub width: u32,
+    /// The displayed height of the image.
+    pub height: u32,
     /// How long preparing took, step by step.
     pub timings: PrepareTimings,
 }
@@ -453,6 +461,16 @@ impl Prepared {
     pub fn thumbnail(&self, max_side: u32) -> Result<image::RgbImage, PipelineError> {
         guarded(|| Ok(resize::thumbnail(&self.image, max_side)?.into_rgb8()))
     }
+
+    /// `bytes` (the file this was prepared from) without metadata, its orientation written
+    /// back where the format keeps it: the original that is kept.
+    ///
+    /// # Errors
+    /// `StripUnsupported` (BigTIFF), `TooManyFrames` (GIFs over the frame limit), `Corrupt`,
+    /// `Truncated`, `Panicked`.
+    pub fn stripped_original(&self, bytes: &[u8]) -> Result<Vec<u8>, PipelineError> {
+        guarded(|| strip::metadata(bytes, self.format, self.orientation))
+    }
 }
 
 /// Runs the whole pipeline on one complete file: [`prepare`], then [`finish`].
@@ -464,38 +482,54 @@ pub fn process(
     spec: &OutputSpec,
     limits: &Limits,
 ) -> Result<Processed, PipelineError> {
-    finish(bytes, &prepare(bytes, limits)?, spec)
+    let prepared = prepare_until(
+        bytes,
+        limits,
+        &shrink::Needs::outputs(spec),
+        &Stop::default(),
+    )?;
+    finish(bytes, &prepared, spec)
 }
 
-/// Checks the header, decodes the first frame to sRGB and applies the orientation.
+/// Checks the header, decodes the first frame to sRGB at full size and applies the
+/// orientation.
 ///
 /// # Errors
 /// Everything `probe` returns, plus `Truncated`/`Corrupt`/`Decode` from decoding and
 /// `Panicked` when a decoder crashed.
 pub fn prepare(bytes: &[u8], limits: &Limits) -> Result<Prepared, PipelineError> {
-    prepare_until(bytes, limits, &Stop::default())
+    prepare_until(bytes, limits, &shrink::Needs::full_size(), &Stop::default())
 }
 
-/// [`prepare`], giving up with `Stopped` at the next step once `stop` is raised.
+/// [`prepare`], with pixels only as large as `needs` requires (JPEGs shrink on load), giving
+/// up with `Stopped` at the next step once `stop` is raised.
 ///
 /// # Errors
 /// As [`prepare`], and `Stopped`.
 pub fn prepare_until(
     bytes: &[u8],
     limits: &Limits,
+    needs: &shrink::Needs,
     stop: &Stop,
 ) -> Result<Prepared, PipelineError> {
     guarded(|| {
         let started = Instant::now();
         let probe = probe(bytes, limits)?;
         let probed = started.elapsed();
-        let decoded = decode::first_frame(bytes, probe.format, limits)?;
+        let decoded = decode::first_frame(bytes, probe.format, limits, needs)?;
         stop.check()?;
+        let (width, height) = if shrink::swaps_sides(decoded.orientation) {
+            (decoded.size.1, decoded.size.0)
+        } else {
+            decoded.size
+        };
         let image = orient::apply(decoded.image, decoded.orientation);
         Ok(Prepared {
             format: probe.format,
             orientation: decoded.orientation,
             image,
+            width,
+            height,
             timings: PrepareTimings {
                 probe: probed,
                 decode: started.elapsed() - probed,
@@ -531,12 +565,12 @@ pub fn finish_until(
 ) -> Result<Processed, PipelineError> {
     guarded(|| {
         let image = &prepared.image;
-        let (width, height) = (image.width(), image.height());
+        let (width, height) = (prepared.width, prepared.height);
         let mut timings = FinishTimings::default();
         let (variants, hash) = rayon::join(
             || {
                 let started = Instant::now();
-                let resized = resize::all(image, &spec.variants, stop)?;
+                let resized = resize::all(image, (width, height), &spec.variants, stop)?;
                 timings.resize = started.elapsed();
                 let encoded = encode::webp_all(&resized, spec.quality, stop);
                 timings.encode = started.elapsed() - timings.resize;
@@ -548,11 +582,7 @@ pub fn finish_until(
         stop.check()?;
         let started = Instant::now();
         let original = if spec.keep_original {
-            Some(strip::metadata(
-                bytes,
-                prepared.format,
-                prepared.orientation,
-            )?)
+            Some(prepared.stripped_original(bytes)?)
         } else {
             None
         };

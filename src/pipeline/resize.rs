@@ -25,6 +25,29 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The same plan for the image at `from` pixels stored at `to` pixels: the crop scales,
+    /// the output size stays.
+    #[must_use]
+    pub fn onto(self, from: (u32, u32), to: (u32, u32)) -> Self {
+        if from == to {
+            return self;
+        }
+        let x = f64::from(to.0) / f64::from(from.0.max(1));
+        let y = f64::from(to.1) / f64::from(from.1.max(1));
+        let (left, top, width, height) = self.crop;
+        let (left, top) = (left * x, top * y);
+        // Rounding must not push the region past the picture's edge by a hair.
+        Self {
+            crop: (
+                left,
+                top,
+                (width * x).min(f64::from(to.0) - left),
+                (height * y).min(f64::from(to.1) - top),
+            ),
+            ..self
+        }
+    }
+
     /// Whether the output is the source region pixel for pixel (no resampling needed).
     pub fn is_copy(&self) -> bool {
         self.crop.2 == f64::from(self.width) && self.crop.3 == f64::from(self.height)
@@ -101,11 +124,16 @@ fn round_side(value: f64, max: u32) -> u32 {
 
 /// Makes every variant of `image`, in the order of `specs`, in parallel.
 ///
+/// Sizes and crops are planned on `size`, the image's displayed size, then carried over to
+/// `image`, which may be smaller (shrunk on load): the variants come out as a full-size decode
+/// would make them.
+///
 /// # Errors
 /// `Resize` if the resizer rejects a size (not expected: sizes come from `plan`), `Stopped`
 /// when `stop` was raised before a variant began.
 pub fn all(
     image: &DynamicImage,
+    size: (u32, u32),
     specs: &[VariantSpec],
     stop: &Stop,
 ) -> Result<Vec<Resized>, PipelineError> {
@@ -113,7 +141,7 @@ pub fn all(
         .par_iter()
         .map(|spec| {
             stop.check()?;
-            let plan = plan(image.width(), image.height(), spec);
+            let plan = plan(size.0, size.1, spec).onto(size, (image.width(), image.height()));
             Ok(Resized {
                 name: spec.name.clone(),
                 image: apply(image, &plan)?,
@@ -235,7 +263,7 @@ mod tests {
         let rgb = DynamicImage::new_rgb8(300, 200);
         let rgba = DynamicImage::new_rgba8(300, 200);
         let specs = [spec(64, Some(64), Fit::Cover), spec(100, None, Fit::Inside)];
-        let out = all(&rgb, &specs, &Stop::default()).unwrap();
+        let out = all(&rgb, (300, 200), &specs, &Stop::default()).unwrap();
         let sizes: Vec<_> = out
             .iter()
             .map(|r| (r.image.width(), r.image.height()))
@@ -245,11 +273,31 @@ mod tests {
             out.iter()
                 .all(|r| matches!(r.image, DynamicImage::ImageRgb8(_)))
         );
-        let out = all(&rgba, &specs, &Stop::default()).unwrap();
+        let out = all(&rgba, (300, 200), &specs, &Stop::default()).unwrap();
         assert!(
             out.iter()
                 .all(|r| matches!(r.image, DynamicImage::ImageRgba8(_)))
         );
+    }
+
+    #[test]
+    fn a_picture_shrunk_on_load_gives_the_full_size_variants() {
+        // 3000×2000 shrunk to 750×500 on load: planned on 3000×2000, cropped on 750×500.
+        let quarter = DynamicImage::new_rgb8(750, 500);
+        let specs = [spec(64, Some(64), Fit::Cover), spec(333, None, Fit::Inside)];
+        let out = all(&quarter, (3000, 2000), &specs, &Stop::default()).unwrap();
+        let sizes: Vec<_> = out
+            .iter()
+            .map(|r| (r.image.width(), r.image.height()))
+            .collect();
+        assert_eq!(sizes, [(64, 64), (333, 222)]);
+        let cover = plan(3000, 2000, &specs[0]).onto((3000, 2000), (750, 500));
+        assert_eq!(cover.crop, (125.0, 0.0, 500.0, 500.0));
+        assert_eq!((cover.width, cover.height), (64, 64));
+        // 1737 × 218 / 1737 is 218.00000000000003 in floating point: kept inside the picture.
+        let eighth = DynamicImage::new_rgb8(493, 218);
+        let out = all(&eighth, (3940, 1737), &specs[..1], &Stop::default()).unwrap();
+        assert_eq!((out[0].image.width(), out[0].image.height()), (64, 64));
     }
 
     #[test]

@@ -170,7 +170,7 @@ mod tests {
         let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(24, 16, |x, y| {
             image::Rgb([x as u8 * 10, y as u8 * 15, 60])
         }));
-        let clean = crate::pipeline::encode::webp(&img, 80.0).unwrap();
+        let clean = crate::pipeline::encode::webp(&img, 80.0, &Default::default()).unwrap();
         let mut webp = WebP::from_bytes(Bytes::from(clean.clone())).ok();
         if let Some(webp) = webp.as_mut() {
             webp.set_exif(Some(Bytes::from(exif::minimal(8))));

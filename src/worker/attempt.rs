@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::{Context, Failure, Fault, moderate};
 use crate::ids::MediaId;
 use crate::metrics::Stage;
+use crate::pipeline::shrink::Needs;
 use crate::pipeline::stop::Stop;
 use crate::pipeline::{self, Processed};
 use crate::queue::{Job, JobErrorCode, Media, StoredVariant, now_ms};
@@ -58,9 +59,13 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
         .filter(|m| m.applies_to(&job.source_type))
         .cloned();
     let side = moderation.as_ref().map(|m| m.image_side());
+    // The pixels need be no larger than the variants and the moderation thumbnail.
+    let needs = side
+        .into_iter()
+        .fold(Needs::outputs(&spec), Needs::with_thumbnail);
     let started = std::time::Instant::now();
     let (bytes, prepared, thumbnail) = off_thread(budget, budget, move |stop| {
-        let prepared = pipeline::prepare_until(&bytes, &limits, stop)?;
+        let prepared = pipeline::prepare_until(&bytes, &limits, &needs, stop)?;
         let thumbnail = side.map(|side| prepared.thumbnail(side)).transpose()?;
         Ok((bytes, prepared, thumbnail))
     })
@@ -80,22 +85,73 @@ pub(super) async fn run(context: &Context, worker: &str, job: &Job) -> Result<Me
     }
     // The time limit counts pixel work only; moderation has its own timeout.
     let left = budget.saturating_sub(pixel_time);
-    let processed = off_thread(left, budget, move |stop| {
-        pipeline::finish_until(&bytes, &prepared, &spec, stop)
+    // The original is stripped first and stored while the variants are made.
+    let (original_tx, original_rx) = tokio::sync::oneshot::channel();
+    let keep_original = spec.keep_original;
+    let extension = prepared.format.extension();
+    let variants_only = pipeline::OutputSpec {
+        keep_original: false,
+        ..spec
+    };
+    let finishing = off_thread(left, budget, move |stop| {
+        let started = std::time::Instant::now();
+        if keep_original {
+            // A failure to strip fails the job; the sender is dropped and nothing is stored.
+            let _ = original_tx.send(prepared.stripped_original(&bytes)?);
+        }
+        let strip = started.elapsed();
+        let mut processed = pipeline::finish_until(&bytes, &prepared, &variants_only, stop)?;
+        processed.timings.strip = strip;
+        Ok(processed)
     })
-    .instrument(tracing::info_span!("variants"))
-    .await?;
+    .instrument(tracing::info_span!("variants"));
+    let storing = store_original(context, job, &media_id, extension, original_rx)
+        .instrument(tracing::info_span!("store_original"));
+    let (processed, original_key) = match tokio::join!(finishing, storing) {
+        (Ok(processed), Ok(key)) => (processed, key),
+        (Err(e), Ok(Some(key))) => {
+            remove(context, std::iter::once(key.as_str())).await;
+            return Err(e);
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+    };
     metrics.stage(Stage::resize, processed.timings.resize);
     metrics.stage(Stage::encode, processed.timings.encode);
-    if processed.original.is_some() {
+    if keep_original {
         metrics.stage(Stage::strip, processed.timings.strip);
     }
     let started = std::time::Instant::now();
-    let stored = store(context, job, media_id, processed)
+    let stored = store(context, job, media_id, processed, original_key)
         .instrument(tracing::info_span!("store"))
         .await;
     metrics.stage(Stage::store, started.elapsed());
     stored
+}
+
+/// Stores the stripped original when one comes; `None` when none is kept.
+async fn store_original(
+    context: &Context,
+    job: &Job,
+    media_id: &MediaId,
+    extension: &str,
+    original: tokio::sync::oneshot::Receiver<Vec<u8>>,
+) -> Result<Option<String>, Failure> {
+    let Ok(bytes) = original.await else {
+        return Ok(None);
+    };
+    let key =
+        context
+            .storage
+            .keys()
+            .original(&job.source_type, &job.source_id, media_id, extension);
+    let size = bytes.len() as u64;
+    context
+        .storage
+        .put(&key, Bytes::from(bytes))
+        .await
+        .map_err(|e| Failure::storage(format!("could not store the original: {e}")))?;
+    context.metrics.stored(size);
+    Ok(Some(key))
 }
 
 /// Runs pixel work on a blocking thread, within `left` of the job's `budget`.
@@ -128,12 +184,14 @@ async fn off_thread<T: Send + 'static>(
         .map_err(Failure::from)
 }
 
-/// Writes the variants and the original under a fresh media id; on failure removes them again.
+/// Writes the variants under a fresh media id beside the stored original (`original_key`); on
+/// failure removes them all again.
 async fn store(
     context: &Context,
     job: &Job,
     media_id: MediaId,
     processed: Processed,
+    original_key: Option<String>,
 ) -> Result<Media, Failure> {
     let storage = &context.storage;
     let keys = storage.keys();
@@ -152,11 +210,6 @@ async fn store(
         ));
         writes.push((key, Bytes::from(v.webp)));
     }
-    let original_key = processed.original.map(|bytes| {
-        let key = keys.original(st, sid, &media_id, processed.format.extension());
-        writes.push((key.clone(), Bytes::from(bytes)));
-        key
-    });
     let media = Media {
         id: media_id,
         job_id: job.id.clone(),

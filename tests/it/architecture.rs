@@ -155,3 +155,22 @@ fn the_path_reader_sees_grouped_imports() {
     let want: BTreeSet<String> = ["ImagePipeline", "queue", "ids"].map(String::from).into();
     assert_eq!(found, want);
 }
+
+#[test]
+fn unsafe_code_lives_in_the_libwebp_wrapper_only() {
+    // lib.rs denies `unsafe_code`; one module lifts it, for libwebp's C API.
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let lifted: Vec<_> = files
+        .iter()
+        .filter(|file| {
+            std::fs::read_to_string(file)
+                .unwrap()
+                .contains("allow(unsafe_code)")
+        })
+        .map(|file| file.strip_prefix(src()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(lifted, ["pipeline/libwebp.rs"]);
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    assert!(lib.contains("#![deny(unsafe_code)]"));
+}

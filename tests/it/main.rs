@@ -25,6 +25,7 @@ mod processes;
 mod push;
 mod queue;
 mod scale_out;
+mod shrink;
 mod status;
 #[cfg(feature = "otel")]
 mod telemetry;

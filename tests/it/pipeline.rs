@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GenericImageView};
 use ximagepipeline::pipeline::format::{gif, heif};
+use ximagepipeline::pipeline::shrink::Needs;
 use ximagepipeline::pipeline::{
     self, Fit, ImageFormat, Limits, OutputSpec, PipelineError, VariantSpec, decode, orient,
 };
@@ -150,9 +151,11 @@ fn tiff_metadata_tags(original: &[u8]) -> Result<Vec<u16>, String> {
 fn pixels(bytes: &[u8], format: ImageFormat) -> Result<Vec<u8>, String> {
     match image_format(format) {
         // image cannot open JPEG-in-TIFF pages; the pipeline's own decoder (tiff crate) can.
-        Some(_) if format == ImageFormat::Tiff => decode::first_frame(bytes, format, &LIMITS)
-            .map(|d| d.image.into_rgba8().into_raw())
-            .map_err(|e| e.to_string()),
+        Some(_) if format == ImageFormat::Tiff => {
+            decode::first_frame(bytes, format, &LIMITS, &Needs::full_size())
+                .map(|d| d.image.into_rgba8().into_raw())
+                .map_err(|e| e.to_string())
+        }
         Some(f) => image::load_from_memory_with_format(bytes, f)
             .map(|i| i.into_rgba8().into_raw())
             .map_err(|e| e.to_string()),
@@ -625,7 +628,7 @@ fn bombs_are_refused_by_probe_quickly() {
 
 /// Mean SSIM of two equally sized images, on BT.709 luma, 8×8 windows with a stride of 4
 /// (Wang et al. 2004 constants, K1 = 0.01, K2 = 0.03, L = 255).
-fn ssim(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+pub(crate) fn ssim(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
     let luma = |img: &image::RgbImage| -> Vec<f64> {
         img.pixels()
             .map(|p| {
@@ -663,7 +666,7 @@ fn ssim(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
 }
 
 /// The careful reference: Lanczos3 in f32 (`image::imageops`) from the oriented sRGB image.
-fn reference_resize(image: &DynamicImage, width: u32, height: u32) -> image::RgbImage {
+pub(crate) fn reference_resize(image: &DynamicImage, width: u32, height: u32) -> image::RgbImage {
     let float = DynamicImage::ImageRgb32F(image.to_rgb32f());
     float
         .resize_exact(width, height, image::imageops::FilterType::Lanczos3)
@@ -694,7 +697,7 @@ fn variants_match_a_careful_lanczos_reference() {
         let name = row.path().trim_start_matches("photos/");
         let bytes = row.bytes();
         let result = pipeline::probe(&bytes, &LIMITS).and_then(|probe| {
-            let decoded = decode::first_frame(&bytes, probe.format, &LIMITS)?;
+            let decoded = decode::first_frame(&bytes, probe.format, &LIMITS, &Needs::full_size())?;
             let oriented = orient::apply(decoded.image, decoded.orientation);
             let processed = pipeline::process(&bytes, &gallery(), &LIMITS)?;
             Ok((oriented, processed))

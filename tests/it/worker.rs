@@ -355,3 +355,24 @@ async fn requeue_refuses_a_job_whose_upload_is_gone() {
         Err(RequeueError::NotFound)
     ));
 }
+
+/// The original is stored while the variants are made: when the variants then cannot be
+/// stored, the original is removed with them, so a failed attempt leaves nothing behind.
+#[tokio::test]
+async fn an_original_stored_beside_failing_variants_is_removed() {
+    let server = TestServer::start().await;
+    let (code, body) = server.upload(png(300, 200), "avatar", "u1").await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    // A file where the variants' folder must be: every variant write fails, the original's not.
+    let blocked = server.dir.path().join("data/objects/media");
+    std::fs::write(&blocked, b"in the way").unwrap();
+    server.drain().await;
+    let (_, status) = server.status_of(&body).await;
+    assert_ne!(status["status"], "COMPLETE", "{status}");
+    std::fs::remove_file(&blocked).unwrap();
+    let stored = server.stored_keys().await;
+    assert!(
+        stored.iter().all(|key| key.starts_with("staging/")),
+        "only the staged upload is left: {stored:?}"
+    );
+}

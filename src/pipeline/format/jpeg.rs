@@ -84,7 +84,7 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
         // Find the next marker, skipping fill bytes (and, leniently, a few stray bytes between
         // segments, as libjpeg does; a long run of them is not a JPEG, and would make a prefix
         // of junk look merely cut short).
-        let next = bytes[i..].iter().position(|&b| b == 0xFF);
+        let next = memchr::memchr(0xFF, &bytes[i..]);
         if next.unwrap_or(bytes.len() - i) > MAX_STRAY_BYTES {
             return Err(WalkError::malformed("no JPEG marker where one must be"));
         }
@@ -164,7 +164,7 @@ pub fn walk(bytes: &[u8], header_only: bool) -> Result<Layout, WalkError> {
 /// Returns the offset of the `FF` that starts the next real marker after entropy-coded data.
 fn skip_entropy_data(bytes: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
+        i += memchr::memchr(0xFF, bytes.get(i..)?)?;
         match *bytes.get(i + 1)? {
             0x00 | 0xD0..=0xD7 => i += 2,
             0xFF => i += 1,
