@@ -1,7 +1,11 @@
 // The Node plugin's worker, written with sharp the way a competent sharp user would: the
 // reference `scripts/bench-processing` measures `ximagepipeline process` against.
 //
-//   node worker.mjs --source-type gallery --out DIR [--jobs 2] FILE...
+//   node worker.mjs --source-type gallery --out DIR [--jobs 2] [--effort ours] FILE...
+//
+// `--effort ours` sets libwebp's effort (method) per variant as ximagepipeline does (4 up to a
+// megapixel, 2 above: src/pipeline/encode.rs), for a comparison at the same settings; without
+// it sharp keeps its default effort, 4.
 //
 // Per file: auto-orient, one resize per variant (the spec's fit, never enlarging), lossy WebP
 // at the source type's quality, blurhash 4×3 from a 32 px thumbnail. Variants run in parallel
@@ -30,12 +34,13 @@ const SOURCE_TYPES = {
 };
 
 function parseArgs(argv) {
-  const args = { jobs: 2, files: [] };
+  const args = { jobs: 2, effort: 'default', files: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--source-type') args.sourceType = argv[++i];
     else if (arg === '--out') args.out = argv[++i];
     else if (arg === '--jobs') args.jobs = Number(argv[++i]);
+    else if (arg === '--effort') args.effort = argv[++i];
     else args.files.push(arg);
   }
   if (!SOURCE_TYPES[args.sourceType] || !args.out || args.files.length === 0) {
@@ -44,20 +49,39 @@ function parseArgs(argv) {
   return args;
 }
 
-async function processFile(file, type, out) {
+// ximagepipeline's libwebp effort for a picture of `pixels`.
+const oursEffort = (pixels) => (pixels <= 1_000_000 ? 4 : 2);
+
+// The pixels of a variant of an upright `w`×`h` image: the spec's fit, never enlarging.
+function variantPixels(w, h, { width, height, fit }) {
+  if (fit === 'cover' && height) {
+    return Math.min(width, w) * Math.min(height, h);
+  }
+  const scale = Math.min(1, width / w, height ? height / h : Infinity);
+  return Math.round(w * scale) * Math.round(h * scale);
+}
+
+async function processFile(file, type, out, effort) {
   const started = performance.now();
   const input = await readFile(file);
   const dir = join(out, basename(file));
   await mkdir(dir, { recursive: true });
   const upright = sharp(input, { failOn: 'none' }).rotate();
+  let size;
+  if (effort === 'ours') {
+    const { width, height, orientation } = await sharp(input).metadata();
+    size = (orientation ?? 1) >= 5 ? [height, width] : [width, height];
+  }
   const variants = {};
   await Promise.all(
     type.variants.map(async (name) => {
       const { width, height, fit } = VARIANTS[name];
+      const webp = { quality: type.quality };
+      if (size) webp.effort = oursEffort(variantPixels(size[0], size[1], VARIANTS[name]));
       const { data, info } = await upright
         .clone()
         .resize({ width, height, fit, withoutEnlargement: true })
-        .webp({ quality: type.quality })
+        .webp(webp)
         .toBuffer({ resolveWithObject: true });
       const path = join(dir, `${name}.webp`);
       await writeFile(path, data);
@@ -82,7 +106,7 @@ await Promise.all(
   Array.from({ length: args.jobs }, async () => {
     for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
       try {
-        console.log(JSON.stringify(await processFile(file, type, args.out)));
+        console.log(JSON.stringify(await processFile(file, type, args.out, args.effort)));
       } catch (err) {
         failed = true;
         console.log(JSON.stringify({ file, error: String(err.message ?? err) }));
