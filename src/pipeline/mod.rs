@@ -518,11 +518,7 @@ pub fn prepare_until(
         let probed = started.elapsed();
         let decoded = decode::first_frame(bytes, probe.format, limits, needs)?;
         stop.check()?;
-        let (width, height) = if shrink::swaps_sides(decoded.orientation) {
-            (decoded.size.1, decoded.size.0)
-        } else {
-            decoded.size
-        };
+        let (width, height) = orient::displayed(decoded.size, decoded.orientation);
         let image = orient::apply(decoded.image, decoded.orientation);
         Ok(Prepared {
             format: probe.format,

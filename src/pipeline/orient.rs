@@ -30,6 +30,15 @@ pub fn apply(mut image: DynamicImage, orientation: Orientation) -> DynamicImage 
     }
 }
 
+/// The displayed size of an image stored at `size`: width and height swap for a quarter turn.
+pub fn displayed(size: (u32, u32), orientation: Orientation) -> (u32, u32) {
+    if quarter_turn(orientation).is_some() {
+        (size.1, size.0)
+    } else {
+        size
+    }
+}
+
 /// For the orientations that swap width and height: whether the source column is read from
 /// the right (`x`) and the source row from the bottom (`y`), per output pixel.
 fn quarter_turn(orientation: Orientation) -> Option<(bool, bool)> {

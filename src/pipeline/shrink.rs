@@ -21,7 +21,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 
 use super::decode::{Decoded, normalise};
 use super::resize::plan;
-use super::{Fit, Limits, OutputSpec, VariantSpec, colour};
+use super::{Fit, Limits, OutputSpec, VariantSpec, colour, orient};
 
 /// The reduced picture is at least this many times larger (per side) than the largest
 /// variant made from it.
@@ -112,12 +112,8 @@ fn reduced_jpeg(bytes: &[u8], limits: &Limits, needs: &Needs) -> Option<Decoded>
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
     let (width, height) = (info.width, info.height);
-    let displayed = if swaps_sides(orientation) {
-        (height, width)
-    } else {
-        (width, height)
-    };
-    let factor = needs.factor(u32::from(displayed.0), u32::from(displayed.1));
+    let displayed = orient::displayed((u32::from(width), u32::from(height)), orientation);
+    let factor = needs.factor(displayed.0, displayed.1);
     if factor == 1 {
         return None;
     }
@@ -139,17 +135,6 @@ fn reduced_jpeg(bytes: &[u8], limits: &Limits, needs: &Needs) -> Option<Decoded>
         icc_profile,
         size: (u32::from(info.width), u32::from(info.height)),
     })
-}
-
-/// Whether an orientation swaps width and height (the quarter turns).
-pub fn swaps_sides(orientation: Orientation) -> bool {
-    matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    )
 }
 
 #[cfg(test)]
