@@ -35,6 +35,8 @@
 
 pub mod admin;
 pub mod catalog;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod ids;
@@ -251,7 +253,33 @@ impl ImagePipeline {
             upload_hook: self.upload_hook.clone(),
             metrics: Arc::clone(&self.metrics),
         };
-        with_cors(http::api_router(state), &self.config)
+        let openapi = http::openapi::router(&self.config.route_prefix, self.openapi());
+        with_cors(http::api_router(state).merge(openapi), &self.config)
+    }
+
+    /// The OpenAPI 3.1 document of this service as configured (what `router` serves at
+    /// `{prefix}/openapi.json`): every route, body, status and error code.
+    pub fn openapi(&self) -> serde_json::Value {
+        http::openapi::document(&http::openapi::Options {
+            prefix: &self.config.route_prefix,
+            source_types: self
+                .config
+                .source_types
+                .keys()
+                .map(String::as_str)
+                .collect(),
+            auth: self.config.auth.as_ref(),
+            local_files: self.worker.storage.is_local(),
+        })
+    }
+
+    /// `/`: the demo page, to try uploads in a browser (and `/demo/*`, its script and style);
+    /// no fallback. `serve` mounts it when `demo_page` is on (by default with local storage
+    /// and access control off). It calls the API routes like any client, so it works only
+    /// where they are open to it.
+    pub fn demo_router(&self) -> axum::Router {
+        let page_config = http::demo::page_config(&self.config);
+        http::demo::demo_router(&page_config, &self.config.public_base_url())
     }
 
     /// `/files/{*key}`: the stored media and originals, when storage is local (empty
@@ -285,8 +313,9 @@ impl ImagePipeline {
         http::ops::ops_router(state)
     }
 
-    /// Serves [`ImagePipeline::router`], [`ImagePipeline::files_router`] and
-    /// [`ImagePipeline::ops_router`] on `listener`
+    /// Serves [`ImagePipeline::router`], [`ImagePipeline::files_router`],
+    /// [`ImagePipeline::ops_router`] and, with `demo_page`, [`ImagePipeline::demo_router`] on
+    /// `listener`
     /// within the `[server]` bounds until `shutdown` completes, then lets requests in flight
     /// finish (what `ximagepipeline serve` runs).
     ///
@@ -297,7 +326,11 @@ impl ImagePipeline {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let app = http::app([self.router(), self.files_router(), self.ops_router()]);
+        let mut routers = vec![self.router(), self.files_router(), self.ops_router()];
+        if self.config.demo_page {
+            routers.push(self.demo_router());
+        }
+        let app = http::app(routers);
         http::serve::serve(listener, app, &self.config.server, shutdown).await
     }
 

@@ -2,19 +2,17 @@
 //! and `token`, one `run_*` each; the operator's commands are in [`admin`].
 
 mod admin;
+mod process;
 mod telemetry;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use toml::Table;
 use ximagepipeline::config::Scope;
-use ximagepipeline::pipeline::{self, sniff::Sniffed};
 use ximagepipeline::{Config, ImagePipeline, TokenRequest, http};
 
 /// Image-upload pipeline: HTTP API, background workers, and a local batch mode.
@@ -107,7 +105,7 @@ struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
-struct ProcessArgs {
+pub(crate) struct ProcessArgs {
     /// Source type whose variants to make.
     #[arg(long)]
     source_type: String,
@@ -120,6 +118,10 @@ struct ProcessArgs {
     /// Files processed at once (each also runs its variants in parallel).
     #[arg(long, default_value_t = ximagepipeline::config::defaults::PROCESS_JOBS)]
     jobs: usize,
+    /// A progress bar and a summary on standard error: `auto` (when it is a terminal),
+    /// `always` or `never`. The JSON lines on standard output are the same either way.
+    #[arg(long, value_enum, default_value_t = process::ShowProgress::Auto)]
+    progress: process::ShowProgress,
     /// Images to process.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -131,7 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(run_serve(args)),
         Command::Worker(args) => runtime.block_on(run_worker(args)),
-        Command::Process(args) => run_process(args),
+        Command::Process(args) => process::run(args),
         Command::Migrate(args) => runtime.block_on(run_migrate(args)),
         Command::ApiKey(args) => run_api_key(args),
         Command::Token(args) => run_token(args),
@@ -254,7 +256,8 @@ fn run_token(args: TokenArgs) -> anyhow::Result<ExitCode> {
         single_use: args.single_use,
     };
     let minted = ximagepipeline::mint_upload_token(&config, &request)?;
-    println!("{}", http::tokens::token_json(&minted));
+    let token = http::tokens::UploadToken::from(&minted);
+    println!("{}", serde_json::to_string(&token)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -273,90 +276,6 @@ fn run_api_key(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
     println!("sha256 = \"{sha256}\"");
     println!("scopes = [{}]", scopes.join(", "));
     Ok(ExitCode::SUCCESS)
-}
-
-fn run_process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
-    let common = CommonArgs {
-        data_dir: None,
-        config: args.config.clone(),
-    };
-    let config = load_config(&common, None)?;
-    let spec = config
-        .output_spec(&args.source_type)
-        .with_context(|| format!("unknown source type {:?}", args.source_type))?;
-    let next = AtomicUsize::new(0);
-    let all_ok = AtomicBool::new(true);
-    std::thread::scope(|scope| {
-        for _ in 0..args.jobs.max(1) {
-            scope.spawn(|| {
-                while let Some(file) = args.files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let line =
-                        process_file(&config, &spec, file, &args.out).unwrap_or_else(|message| {
-                            all_ok.store(false, Ordering::Relaxed);
-                            json!({ "file": file, "error": message })
-                        });
-                    println!("{line}");
-                }
-            });
-        }
-    });
-    Ok(if all_ok.into_inner() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// Processes one file into `out/<file name>/`, returning its JSON line or why it failed.
-fn process_file(
-    config: &Config,
-    spec: &pipeline::OutputSpec,
-    file: &Path,
-    out: &Path,
-) -> Result<serde_json::Value, String> {
-    let started = std::time::Instant::now();
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    if let Sniffed::Image(format) = pipeline::sniff::detect(&bytes)
-        && !config.allowed_mime_types.iter().any(|m| m == format.mime())
-    {
-        return Err(format!("File type {} not allowed", format.mime()));
-    }
-    let processed = pipeline::process(&bytes, spec, &config.limits).map_err(|e| e.to_string())?;
-    let name = file
-        .file_name()
-        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
-    let dir = out.join(&name);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let write = |file_name: String, bytes: &[u8]| {
-        let path = dir.join(file_name);
-        std::fs::write(&path, bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok::<_, String>(path)
-    };
-    let mut variants = serde_json::Map::new();
-    for v in &processed.variants {
-        let path = write(format!("{}.webp", v.name), &v.webp)?;
-        variants.insert(
-            v.name.clone(),
-            json!({ "path": path, "width": v.width, "height": v.height, "bytes": v.webp.len() }),
-        );
-    }
-    let original = processed
-        .original
-        .as_deref()
-        .map(|bytes| write(format!("original.{}", processed.format.extension()), bytes))
-        .transpose()?;
-    Ok(json!({
-        "file": file,
-        "format": processed.format.name().to_ascii_lowercase(),
-        "width": processed.width,
-        "height": processed.height,
-        "aspectRatio": processed.aspect_ratio,
-        "blurhash": processed.blurhash,
-        "variants": variants,
-        "original": original,
-        "ms": started.elapsed().as_millis() as u64,
-    }))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ pub const DEFAULTS: &str = r#"
 listen = "127.0.0.1:3000"
 data_dir = "./data"
 route_prefix = "/image-pipeline"
+# demo_page = true|false: the upload page at `/` (`serve`). Unset, it is on with local storage
+# and access control off (a machine of one's own), off otherwise.
 # Log lines as "text" (for people) or "json" (one object per line, for a log store).
 log_format = "text"
 # otlp_endpoint = "http://127.0.0.1:4318" exports spans to an OpenTelemetry collector (the

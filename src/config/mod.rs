@@ -112,6 +112,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Prefix of the API routes, e.g. `/image-pipeline`.
     pub route_prefix: String,
+    /// Whether `serve` shows the demo page at `/`: as configured, else on with local storage
+    /// and access control off, off otherwise.
+    pub demo_page: bool,
     /// How the binary writes its log lines.
     pub log_format: LogFormat,
     /// Where the binary sends its spans (OTLP over HTTP), with the `otel` feature: the
@@ -246,7 +249,10 @@ impl Config {
                 "\"signed\" is for /files on local storage; a bucket or CDN signs its own URLs",
             ));
         }
+        let local = matches!(storage, StorageLocation::Local(_));
+        let demo_page = raw.demo_page.unwrap_or(local && auth.is_none());
         Ok(Config {
+            demo_page,
             listen: server::listen(&raw.listen)?,
             route_prefix: server::route_prefix(raw.route_prefix)?,
             log_format: LogFormat::parse(&raw.log_format)?,

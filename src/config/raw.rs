@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub listen: String,
     pub data_dir: String,
     pub route_prefix: String,
+    pub demo_page: Option<bool>,
     pub log_format: String,
     pub otlp_endpoint: Option<String>,
     pub max_file_size: u64,

@@ -11,7 +11,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::hook::HookRefusal;
 use crate::catalog::CatalogError;
@@ -96,6 +97,19 @@ pub enum ApiError {
     Internal,
 }
 
+/// The body of every refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ApiError)]
+pub struct ErrorBody {
+    /// What went wrong, in a sentence for people.
+    #[schema(example = "Unknown sourceType: banner")]
+    pub error: String,
+    /// What went wrong, as one of [`ApiError::CODES`], for programs.
+    #[schema(example = "UNKNOWN_SOURCE_TYPE")]
+    pub code: String,
+}
+
 /// `Retry-After` of a 503 for the database or storage being away: long enough not to add load
 /// while it recovers, short enough that a client retrying by it loses little time.
 pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -105,6 +119,40 @@ pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(5);
 pub struct ServerErrorDetail(pub String);
 
 impl ApiError {
+    /// Every code an error answer can carry, in the contract's order.
+    pub const CODES: &'static [&'static str] = &[
+        "NO_FILE",
+        "MISSING_FIELDS",
+        "UNKNOWN_SOURCE_TYPE",
+        "INVALID_SOURCE_ID",
+        "FILE_TOO_LARGE",
+        "TYPE_NOT_ALLOWED",
+        "UNREADABLE_IMAGE",
+        "TOO_MANY_PIXELS",
+        "OVER_BUDGET",
+        "STORAGE_UNAVAILABLE",
+        "QUEUE_UNAVAILABLE",
+        "UNAUTHORIZED",
+        "FORBIDDEN",
+        "FIELDS_AFTER_FILE",
+        "INVALID_WAIT",
+        "IDEMPOTENCY_KEY_REUSED",
+        "TOO_MANY_PENDING",
+        "BUSY",
+        "STORAGE_FULL",
+        "INVALID_IDEMPOTENCY_KEY",
+        "INVALID_CALLBACK_URL",
+        "INVALID_MULTIPART",
+        "INVALID_LIMIT",
+        "INVALID_CURSOR",
+        "INVALID_TOKEN_REQUEST",
+        "JOB_NOT_FOUND",
+        "MEDIA_NOT_FOUND",
+        "NOT_FOUND",
+        "REQUEST_TIMEOUT",
+        "INTERNAL",
+    ];
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -249,7 +297,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.to_string(), "code": self.code() }));
+        let body = Json(ErrorBody {
+            error: self.to_string(),
+            code: self.code().to_owned(),
+        });
         let mut response = (self.status(), body).into_response();
         if let Some(after) = self.retry_after() {
             let secs = after.as_secs().max(1).to_string();
@@ -288,5 +339,28 @@ impl From<CatalogError> for ApiError {
             CatalogError::Queue(e) => e.into(),
             CatalogError::Storage(e) => e.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// `CODES` (what the OpenAPI document lists) is exactly the set of codes `code()` returns:
+    /// read from this file's match arms, so a new variant's code cannot be left out.
+    #[test]
+    fn the_code_list_is_every_code_the_matches_return() {
+        let source = include_str!("error.rs");
+        let returned: BTreeSet<&str> = source
+            .split("=> \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|word| word.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        let listed: BTreeSet<&str> = ApiError::CODES.iter().copied().collect();
+        assert_eq!(returned, listed);
+        assert_eq!(listed.len(), ApiError::CODES.len(), "a code listed twice");
     }
 }

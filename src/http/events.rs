@@ -10,13 +10,28 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use utoipa::ToSchema;
 
 use super::auth::Credential;
+use super::error::ErrorBody;
 use super::status::{readable_report, status_body};
 use super::{ApiError, AppState};
 use crate::catalog::Watch;
 use crate::ids::JobId;
 use crate::queue::JobReport;
+
+/// One server-sent event of the stream, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the stream; never built.
+pub struct StatusEvent {
+    /// Always `status`.
+    #[schema(example = "status")]
+    event: String,
+    /// The status body, as JSON text: what the status route answers (`JobPending`,
+    /// `JobComplete`, `JobRejected` or `JobFailed`).
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
 
 /// The longest a stream stays open while its job runs: then it ends, and `EventSource`
 /// connects again and carries on from the current status.
@@ -24,6 +39,24 @@ pub const MAX_STREAM: Duration = Duration::from_secs(300);
 
 /// The stream of a job's status bodies; 404 `JOB_NOT_FOUND` (and 401/403 with
 /// `protect_status`) are answered before it starts.
+#[utoipa::path(
+    get,
+    path = "/image-pipeline/status/{jobId}/events",
+    tag = "jobs",
+    operation_id = "statusEvents",
+    params(
+        ("jobId" = String, Path, description = "The upload's job id"),
+        ("token" = Option<String>, Query, description = "The job's upload token (with `protect_status`), for EventSource"),
+    ),
+    responses(
+        (status = 200, description = "`status` events, each a status body (as the status route's), ending after the final one",
+            content_type = "text/event-stream", body = StatusEvent),
+        (status = 401, description = "UNAUTHORIZED (with `protect_status`)", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN", body = ErrorBody),
+        (status = 404, description = "JOB_NOT_FOUND", body = ErrorBody),
+        (status = 503, description = "QUEUE_UNAVAILABLE (with Retry-After)", body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
@@ -51,7 +84,9 @@ pub async fn events(
         }
         follow.sent = true;
         let (_, body) = status_body(&follow.state, &follow.last);
-        let event = Event::default().event("status").data(body.to_string());
+        let event = Event::default()
+            .event("status")
+            .data(serde_json::to_string(&body).unwrap_or_default());
         Some((Ok(event), follow))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

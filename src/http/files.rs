@@ -13,11 +13,32 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
+use super::error::ErrorBody;
 use crate::storage::{IMMUTABLE, Storage, content_type};
 
 /// Streams one stored object with its type, `nosniff` and a year of immutable caching.
 /// With signed links, only an unaltered, unexpired link is served (403 `FORBIDDEN` for any
 /// other), cached privately and no longer than it lives.
+#[utoipa::path(
+    get,
+    path = "/files/{key}",
+    tag = "files",
+    operation_id = "getFile",
+    params(
+        ("key" = String, Path, description = "The object's key, e.g. media/gallery/user-42/med_…/md.webp"),
+        ("expires" = Option<u64>, Query, description = "With signed links: when the link ends (Unix seconds)"),
+        ("signature" = Option<String>, Query, description = "With signed links: the link's signature"),
+    ),
+    responses(
+        (status = 200, description = "The object, immutable", content(
+            ("image/webp"), ("image/jpeg"), ("image/png"), ("image/gif"), ("image/avif"),
+            ("image/heic"), ("image/tiff"), ("application/octet-stream"))),
+        (status = 401, description = "UNAUTHORIZED (with `[auth] files = \"key\"`)", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: a signed link altered or expired, or a key without the read scope", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = ErrorBody),
+        (status = 503, description = "STORAGE_UNAVAILABLE (with Retry-After)", body = ErrorBody),
+    )
+)]
 pub async fn serve(
     State(storage): State<Storage>,
     Path(key): Path<String>,

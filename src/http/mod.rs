@@ -9,8 +9,10 @@
 //! | GET | `{prefix}/media/{mediaId}` | [`media::get`] |
 //! | DELETE | `{prefix}/media/{mediaId}` | [`media::delete`] |
 //! | POST | `{prefix}/tokens` (with `[auth]`) | [`tokens::mint`] |
+//! | GET | `{prefix}/openapi.json` | [`openapi::router`] |
 //! | GET | `/files/{*key}` (local storage only) | [`files::serve`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | [`ops`] |
+//! | GET | `/`, `/demo/*` (the demo page) | [`demo::demo_router`] |
 //!
 //! With `[auth]`, each route but the status and events (unless `protect_status`) and `/files`
 //! needs an API key with its scope ([`auth`]); an upload token stands in for one on the upload,
@@ -29,12 +31,14 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod cors;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod files;
 pub mod hook;
 pub mod media;
 pub mod observe;
+pub mod openapi;
 pub mod ops;
 pub mod serve;
 pub mod status;

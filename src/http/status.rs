@@ -8,11 +8,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::Value;
+
+use utoipa::ToSchema;
 
 use super::auth::Credential;
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::catalog::views::status_json;
+use crate::catalog::views::{
+    JobComplete, JobFailed, JobPending, JobRejected, StatusView, status_view,
+};
 use crate::ids::JobId;
 use crate::intake::tokens::TokenError;
 use crate::queue::{JobReport, JobStatus};
@@ -28,6 +32,28 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 /// (seconds, at most [`MAX_WAIT`]) holds a 202 until the job ends or N runs out; a `wait` that
 /// is not a number of seconds is 400 `INVALID_WAIT`. With `protect_status`, an upload token
 /// reads only the jobs it created (403 `FORBIDDEN` for others).
+#[utoipa::path(
+    get,
+    path = "/image-pipeline/status/{jobId}",
+    tag = "jobs",
+    operation_id = "status",
+    params(
+        ("jobId" = String, Path, description = "The upload's job id"),
+        ("wait" = Option<f64>, Query, minimum = 0,
+            description = "Seconds (at most 30) to hold a 202 until the job ends"),
+    ),
+    responses(
+        (status = 200, description = "COMPLETE, with its media", body = JobComplete),
+        (status = 202, description = "PENDING or PROCESSING", body = JobPending,
+            headers(("Retry-After" = u64, description = "When to ask again, in seconds"))),
+        (status = 400, description = "REJECTED by moderation; or INVALID_WAIT", body = RejectedOrRefused),
+        (status = 401, description = "UNAUTHORIZED (with `protect_status`)", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: a key without the read scope, or another job's token", body = ErrorBody),
+        (status = 404, description = "JOB_NOT_FOUND", body = ErrorBody),
+        (status = 500, description = "FAILED, with its code", body = JobFailed),
+        (status = 503, description = "QUEUE_UNAVAILABLE (with Retry-After)", body = ErrorBody),
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
@@ -69,6 +95,17 @@ pub(super) async fn readable_report(
     Ok(report)
 }
 
+/// A 400 of the status route: the job was REJECTED, or the request was wrong.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Describes answers; never built.
+pub enum RejectedOrRefused {
+    /// The job was REJECTED by moderation.
+    Rejected(JobRejected),
+    /// INVALID_WAIT.
+    Refused(ErrorBody),
+}
+
 /// `wait` in seconds (fractions allowed): 0 to [`MAX_WAIT`], larger cut to it.
 fn parse_wait(text: &str) -> Result<Duration, ApiError> {
     let seconds: f64 = text.trim().parse().map_err(|_| ApiError::InvalidWait)?;
@@ -92,14 +129,14 @@ fn answer(state: &AppState, report: &JobReport) -> Response {
 
 /// The HTTP status and JSON body the contract gives a job's report: what the status route
 /// answers and what every server-sent event carries.
-pub(super) fn status_body(state: &AppState, report: &JobReport) -> (StatusCode, Value) {
+pub(super) fn status_body(state: &AppState, report: &JobReport) -> (StatusCode, StatusView) {
     let code = match report.job.status {
         JobStatus::Pending | JobStatus::Processing => StatusCode::ACCEPTED,
         JobStatus::Complete => StatusCode::OK,
         JobStatus::Rejected => StatusCode::BAD_REQUEST,
         JobStatus::Failed => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (code, status_json(&state.catalog, report))
+    (code, status_view(&state.catalog, report))
 }
 
 #[cfg(test)]

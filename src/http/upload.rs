@@ -11,10 +11,12 @@ use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::Credential;
 use super::body::BodyTimedOut;
+use super::error::ErrorBody;
 use super::hook::UploadRequest;
 use super::observe::{RequestId, TraceParent};
 use super::{ApiError, AppState, FORM_OVERHEAD, client};
@@ -38,7 +40,54 @@ struct Form {
     callback_url: Option<String>,
 }
 
+/// The form the upload route reads, for the OpenAPI document (the route streams it).
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadForm {
+    /// An upload token, for browsers (with `[auth] token_secret`); or send it as
+    /// `Authorization: Bearer`. With access control, it and the fields must come before `file`.
+    pub token: Option<String>,
+    /// One of the configured source types: which variants to make.
+    #[schema(example = "gallery")]
+    pub source_type: String,
+    /// Whose image it is, e.g. a user id.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", example = "user-42")]
+    pub source_id: String,
+    /// Where to send the job's end (a host in `[webhooks] allowed_callback_hosts`).
+    pub callback_url: Option<String>,
+    /// The image; its type is sniffed from its bytes.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
 /// Accepts an upload: 202 with `jobId`, `message`, `statusUrl` and a `Location` header.
+#[utoipa::path(
+    post,
+    path = "/image-pipeline/upload",
+    tag = "uploads",
+    operation_id = "upload",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1–255 visible ASCII characters: a repeat within the idempotency window answers the first upload's job, with `Idempotent-Replayed: true`"),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the job is queued", body = UploadAccepted,
+            headers(
+                ("Location" = String, description = "The status URL"),
+                ("Idempotent-Replayed" = Option<String>, description = "`true` when this answers a repeat of an Idempotency-Key"),
+            )),
+        (status = 400, description = "NO_FILE, MISSING_FIELDS, UNKNOWN_SOURCE_TYPE, INVALID_SOURCE_ID, FIELDS_AFTER_FILE, INVALID_IDEMPOTENCY_KEY, INVALID_CALLBACK_URL, INVALID_MULTIPART", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no API key or upload token, or not a valid one", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the key lacks the upload scope, or the token is for another source", body = ErrorBody),
+        (status = 408, description = "REQUEST_TIMEOUT: the body came too slowly", body = ErrorBody),
+        (status = 413, description = "FILE_TOO_LARGE", body = ErrorBody),
+        (status = 415, description = "TYPE_NOT_ALLOWED: the type sniffed from the bytes is not allowed", body = ErrorBody),
+        (status = 422, description = "UNREADABLE_IMAGE, TOO_MANY_PIXELS, OVER_BUDGET, IDEMPOTENCY_KEY_REUSED", body = ErrorBody),
+        (status = 429, description = "TOO_MANY_PENDING (with Retry-After)", body = ErrorBody),
+        (status = 503, description = "STORAGE_UNAVAILABLE, QUEUE_UNAVAILABLE, STORAGE_FULL, BUSY (with Retry-After)", body = ErrorBody),
+    )
+)]
 pub async fn upload(
     State(state): State<AppState>,
     extensions: Extensions,
@@ -137,13 +186,28 @@ fn idempotency_scope(credential: Option<&Credential>, grant: Option<&UploadGrant
     }
 }
 
+/// The 202 answer of an accepted upload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadAccepted {
+    /// The job's id: unguessable, the credential to read its status.
+    #[schema(example = "tz4a98xxat96iws9zmbrgj3a")]
+    pub job_id: String,
+    /// Always `File uploaded. Processing started.`
+    #[schema(example = "File uploaded. Processing started.")]
+    pub message: String,
+    /// Where to ask how the job is going (also the `Location` header).
+    #[schema(example = "/image-pipeline/status/tz4a98xxat96iws9zmbrgj3a")]
+    pub status_url: String,
+}
+
 fn accepted(state: &AppState, job_id: &JobId) -> Response {
     let status_url = format!("{}/status/{job_id}", state.route_prefix);
-    let body = json!({
-        "jobId": job_id,
-        "message": "File uploaded. Processing started.",
-        "statusUrl": status_url,
-    });
+    let body = UploadAccepted {
+        job_id: job_id.to_string(),
+        message: "File uploaded. Processing started.".to_owned(),
+        status_url: status_url.clone(),
+    };
     (
         StatusCode::ACCEPTED,
         [(header::LOCATION, status_url)],

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a job failed, as a stable machine-readable code; stored as the upper-case word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum JobErrorCode {

@@ -217,6 +217,49 @@ async fn process_with_jobs_reports_every_file_once() {
 }
 
 #[tokio::test]
+async fn process_summarises_on_standard_error_and_keeps_standard_output_for_json() {
+    let out = tempfile::tempdir().unwrap();
+    let out_arg = out.path().display().to_string();
+    let files = [
+        corpus("photos/kodim03.png"),
+        corpus("invalid/text_renamed.jpg"),
+        corpus("valid/jpeg_progressive_cat.jpg"),
+    ];
+    let file_args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let with = |progress: &'static str| {
+        let mut args = vec!["process", "--progress", progress, "--source-type", "avatar"];
+        args.extend(["--out", &out_arg]);
+        args.extend(file_args.iter().map(String::as_str));
+        args
+    };
+
+    let shown = run(&with("always")).await;
+    let stderr = text(&shown.stderr);
+    assert!(
+        stderr.contains("3 files: 2 succeeded, 1 failed (UNREADABLE_IMAGE 1)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("MP/s") && stderr.contains("MB in"),
+        "{stderr}"
+    );
+    let lines: Vec<Value> = text(&shown.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "only the JSON lines on standard output");
+
+    // Not a terminal (a pipe, as here): no summary unless asked.
+    let quiet = run(&with("auto")).await;
+    assert!(
+        !text(&quiet.stderr).contains("succeeded"),
+        "{}",
+        text(&quiet.stderr)
+    );
+    assert_eq!(text(&quiet.stdout).lines().count(), 3);
+}
+
+#[tokio::test]
 async fn process_refuses_an_unknown_source_type() {
     let out = tempfile::tempdir().unwrap();
     let out_arg = out.path().display().to_string();
