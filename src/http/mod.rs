@@ -32,6 +32,7 @@ pub mod body;
 pub mod client;
 pub mod cors;
 pub mod demo;
+pub mod drain;
 pub mod error;
 pub mod events;
 pub mod files;
@@ -145,10 +146,12 @@ pub fn api_router(state: AppState) -> Router {
         true => guard(route, &[Scope::Read], Some(auth::TokenUse::Status)),
         false => route,
     };
+    // Outermost, so that a refusal of the guard is drained too.
+    let drained = middleware::from_fn_with_state(body_limit as u64, drain::drain_refused);
     let mut router = Router::new()
         .route(
             &format!("{prefix}/upload"),
-            guard(upload, &[Scope::Upload], Some(auth::TokenUse::Upload)),
+            guard(upload, &[Scope::Upload], Some(auth::TokenUse::Upload)).layer(drained),
         )
         .route(
             &format!("{prefix}/status/{{job_id}}"),

@@ -344,3 +344,50 @@ async fn a_jpeg_signature_then_junk_is_refused_at_once() {
     assert_eq!(body["code"], "UNREADABLE_IMAGE");
     assert_eq!(server.stored_keys().await, Vec::<String>::new());
 }
+
+/// A refusal answered before the body is read (here a bad `Idempotency-Key`) still reaches a
+/// client that sends the whole body before reading (Node's `fetch` does): the server reads the
+/// rest first instead of closing the connection under it, which the client would see as a
+/// broken pipe rather than the refusal.
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_reaches_a_client_still_sending() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = TestServer::start().await;
+    let stream = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // More than loopback's socket buffers hold: the client is still writing when refused.
+    let body = vec![b'x'; 8 << 20];
+    let head = format!(
+        "POST /image-pipeline/upload HTTP/1.1\r\nHost: test\r\nIdempotency-Key: {}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\r\n",
+        "k".repeat(300),
+        body.len()
+    );
+    // The writing half comes back and stays open: a closed one is a client that left.
+    let sending = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        writer.write_all(&body).await?;
+        writer.flush().await.map(|()| writer)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !String::from_utf8_lossy(&answer).contains("INVALID_IDEMPOTENCY_KEY") {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await.expect("the answer within 30 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("INVALID_IDEMPOTENCY_KEY"), "{answer}");
+    sending
+        .await
+        .unwrap()
+        .expect("the whole body was taken, not cut off with a reset");
+}
