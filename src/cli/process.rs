@@ -204,7 +204,7 @@ impl Progress {
             },
         );
         let style = ProgressStyle::with_template(
-            "{bar:30.cyan/blue} {pos}/{len} files · {per_sec:.1} · {elapsed} · {wide_msg}",
+            "{bar:30.cyan/blue} {pos}/{len} files · {per_sec} · {elapsed} · {wide_msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("█▉▊▋▌▍▎▏ ");
