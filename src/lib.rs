@@ -127,6 +127,25 @@ pub fn mint_upload_token(
     intake::UploadRules::from_config(config).mint_token(request)
 }
 
+/// Asks the store for a listing at start-up: a store that answers with an error (a 5xx under
+/// load, as S3 gives at times) is asked again, the pause doubling from 250 ms, about 8 s in
+/// all; one that still refuses then (a wrong bucket or key) is the answer. A store that does
+/// not answer at all is said at once.
+async fn check_storage(storage: &Storage) -> Result<(), StorageError> {
+    let mut pause = std::time::Duration::from_millis(250);
+    for _ in 0..5 {
+        match storage.check().await {
+            Err(e) if !e.is_unreachable() => {
+                tracing::debug!(error = %e, "object storage refused the start-up check; asking again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    storage.check().await
+}
+
 /// The service: it composes the intake (uploads), the catalogue (status and media) and the
 /// workers' context over one job store and one object storage. Cheap to clone and share.
 #[derive(Clone)]
@@ -165,7 +184,7 @@ impl ImagePipeline {
         if !storage.is_local() {
             // A wrong bucket or key is said once at start-up, not on every upload. A store that
             // does not answer at all is an outage: the process starts, and jobs wait it out.
-            match storage.check().await {
+            match check_storage(&storage).await {
                 Ok(()) => {}
                 Err(e) if e.is_unreachable() => tracing::warn!(
                     location = %storage.location(), error = %e,
