@@ -61,12 +61,15 @@ impl PgJobStore {
     /// When the server cannot be reached, the schema is behind, or a migration fails.
     pub async fn connect(config: &DatabaseConfig) -> Result<PgJobStore, QueueError> {
         let options: PgConnectOptions = config.url.parse()?;
+        // `pg_stat_activity` tells whose each connection is: this process, by the pid that
+        // also starts its workers' `locked_by`.
+        let application = format!("ximagepipeline-{}", std::process::id());
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(config.idle_timeout)
-            .connect_with(options.application_name("ximagepipeline"))
+            .connect_with(options.application_name(&application))
             .await?;
         prepare_schema(&pool, &migrations::postgres(), config.migrate_on_start).await?;
         let (new_jobs, changed): (String, String) =

@@ -654,9 +654,24 @@ async fn scale_out(kill: bool) {
             },
         )
         .await;
+        let application = format!("ximagepipeline-{}", workers[0].pid());
         workers[0].kill().await;
-        // Read after the kill: the dead worker can change nothing any more, and its claims are
-        // not stale for another 3 s.
+        // Read once the server has ended the dead worker's sessions: a claim it sent just
+        // before dying is committed or gone by then. Its claims are not stale for another 3 s.
+        wait_until(&db, "the killed worker's sessions ended", |db| {
+            let application = application.clone();
+            Box::pin(async move {
+                let sessions: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                )
+                .bind(application)
+                .fetch_one(db)
+                .await
+                .unwrap();
+                (sessions == 0).then_some(())
+            })
+        })
+        .await;
         abandoned = held(&db).await;
         assert!(
             !abandoned.is_empty(),
