@@ -182,16 +182,6 @@ pub enum FailedStatus {
 }
 
 impl StatusView {
-    /// The job's id.
-    pub fn job_id(&self) -> &str {
-        match self {
-            StatusView::Pending(j) => &j.job_id,
-            StatusView::Complete(j) => &j.job_id,
-            StatusView::Rejected(j) => &j.job_id,
-            StatusView::Failed(j) => &j.job_id,
-        }
-    }
-
     /// Whether the job has ended (COMPLETE, REJECTED or FAILED).
     pub fn is_final(&self) -> bool {
         !matches!(self, StatusView::Pending(_))
@@ -238,11 +228,6 @@ pub fn status_view(catalog: &Catalog, report: &JobReport) -> StatusView {
             })
         }
     }
-}
-
-/// [`status_view`] as JSON, for the events and webhooks that carry it.
-pub fn status_json(catalog: &Catalog, report: &JobReport) -> Value {
-    serde_json::to_value(status_view(catalog, report)).unwrap_or(Value::Null)
 }
 
 /// The media object of the contract.

@@ -4,11 +4,10 @@
 //! prefix, the source types, the error codes, access control, and whether `/files` and
 //! `/tokens` exist here.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
+use bytes::Bytes;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -135,20 +134,12 @@ fn secure(doc: &mut Value, prefix: &str, auth: &AuthConfig) {
     }
 }
 
-/// `GET {prefix}/openapi.json`: `document`, made once.
+/// `GET {prefix}/openapi.json`: `document`, serialised once; each answer shares the bytes.
 pub fn router(prefix: &str, document: Value) -> Router {
-    let body: Arc<str> = document.to_string().into();
+    let body = Bytes::from(document.to_string());
     Router::new().route(
         &format!("{prefix}/openapi.json"),
-        get(move || {
-            let body = Arc::clone(&body);
-            async move {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body.to_string(),
-                )
-            }
-        }),
+        get(move || async move { ([(header::CONTENT_TYPE, "application/json")], body) }),
     )
 }
 

@@ -197,7 +197,7 @@ impl Sender {
             "event": delivery.event,
             "deliveryId": delivery.id,
             "createdAt": Utc.timestamp_millis_opt(delivery.created_at).single().map(|t| t.to_rfc3339()),
-            "data": views::status_json(&self.catalog, &report),
+            "data": views::status_view(&self.catalog, &report),
         })
         .to_string();
         let sent_at = Utc::now().timestamp();

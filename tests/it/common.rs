@@ -276,6 +276,12 @@ impl TestServer {
         .await
     }
 
+    /// The whole answer to `GET path` on this server, for its status, headers and body.
+    pub async fn response(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.url);
+        self.client.get(url).send().await.unwrap()
+    }
+
     /// The body of an absolute URL (a media or original URL), failing the test on error.
     pub async fn fetch(&self, url: &str) -> Vec<u8> {
         let res = self.client.get(url).send().await.unwrap();

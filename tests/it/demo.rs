@@ -21,12 +21,7 @@ fn page_config(html: &str) -> Value {
 #[tokio::test]
 async fn the_page_and_its_files_are_served_with_the_configuration() {
     let server = TestServer::start().await;
-    let res = server
-        .client
-        .get(format!("{}/", server.url))
-        .send()
-        .await
-        .unwrap();
+    let res = server.response("/").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         res.headers()[CONTENT_TYPE]
@@ -56,12 +51,7 @@ async fn the_page_and_its_files_are_served_with_the_configuration() {
         ("/demo/style.css", "text/css"),
     ] {
         assert!(html.contains(path), "the page loads {path}");
-        let res = server
-            .client
-            .get(format!("{}{path}", server.url))
-            .send()
-            .await
-            .unwrap();
+        let res = server.response(path).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         assert!(
             res.headers()[CONTENT_TYPE]
@@ -85,12 +75,7 @@ async fn the_page_is_off_with_access_control_unless_asked_for() {
     assert_eq!(body["code"], "NOT_FOUND");
 
     let server = TestServer::start_with(&format!("demo_page = true\n{auth}")).await;
-    let res = server
-        .client
-        .get(format!("{}/", server.url))
-        .send()
-        .await
-        .unwrap();
+    let res = server.response("/").await;
     assert_eq!(res.status(), StatusCode::OK);
 
     let server = TestServer::start_with("demo_page = false\n").await;

@@ -6,12 +6,11 @@
 //! from a JSON block the server writes into it, and is served under a strict
 //! Content-Security-Policy: its own scripts and styles only.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -74,15 +73,21 @@ pub fn page_config(config: &Config) -> Value {
 pub fn demo_router(page_config: &Value, public_base_url: &str) -> Router {
     let policy = HeaderValue::from_str(&content_security_policy(origin(public_base_url)))
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
-    let files: [(&str, &str, Arc<str>); 4] = [
+    // Made once; each answer shares the bytes.
+    let script = "text/javascript; charset=utf-8";
+    let files: [(&str, &str, Bytes); 4] = [
         ("/", "text/html; charset=utf-8", page(page_config).into()),
-        ("/demo/app.js", "text/javascript; charset=utf-8", APP.into()),
+        ("/demo/app.js", script, Bytes::from_static(APP.as_bytes())),
         (
             "/demo/blurhash.js",
-            "text/javascript; charset=utf-8",
-            BLURHASH.into(),
+            script,
+            Bytes::from_static(BLURHASH.as_bytes()),
         ),
-        ("/demo/style.css", "text/css; charset=utf-8", STYLE.into()),
+        (
+            "/demo/style.css",
+            "text/css; charset=utf-8",
+            Bytes::from_static(STYLE.as_bytes()),
+        ),
     ];
     files
         .into_iter()
@@ -90,7 +95,7 @@ pub fn demo_router(page_config: &Value, public_base_url: &str) -> Router {
             let policy = policy.clone();
             router.route(
                 path,
-                get(move || async move { asset(content_type, &body, policy) }),
+                get(move || async move { asset(content_type, body, policy) }),
             )
         })
 }
@@ -104,8 +109,8 @@ fn page(page_config: &Value) -> String {
 
 /// One of the page's files, with its type, the policy, and revalidation on every load (the
 /// binary's version is the only cache key there is).
-fn asset(content_type: &'static str, body: &str, policy: HeaderValue) -> Response {
-    let mut response = body.to_owned().into_response();
+fn asset(content_type: &'static str, body: Bytes, policy: HeaderValue) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
